@@ -1,0 +1,125 @@
+"""Audio inspection without full decoding, skip bookkeeping, and cached resampling."""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from math import gcd
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from hardsep_lib.io_utils import write_wav
+
+logger = logging.getLogger(__name__)
+
+# A file whose every sample has |x| below this (-80 dBFS) is digital silence.
+SILENCE_PEAK = 1e-4
+# Samples decoded per block by the silence check, which stops at the first loud block.
+SILENCE_BLOCK = 8192
+
+
+class UnusableAudio(Exception):
+    """An audio file that cannot be used: unreadable, corrupt, empty or all-silent."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the file header says: ``frames`` samples per channel at ``sample_rate`` Hz."""
+
+    path: str
+    frames: int
+    sample_rate: int
+
+    @property
+    def duration(self):
+        """Length in seconds."""
+        return self.frames / self.sample_rate
+
+
+def read_info(path):
+    """Reads the header of ``path`` (no decoding); raises UnusableAudio for a bad or empty file."""
+    if not os.path.isfile(path):
+        raise UnusableAudio("missing file")
+    try:
+        info = sf.info(path)
+    except (RuntimeError, sf.LibsndfileError) as error:
+        raise UnusableAudio(f"unreadable or corrupt audio ({error})") from error
+    if info.frames <= 0:
+        raise UnusableAudio("zero-length audio")
+    return AudioInfo(path=path, frames=info.frames, sample_rate=info.samplerate)
+
+
+def check_not_silent(path):
+    """Raises UnusableAudio when the whole file is digital silence.
+
+    Decodes block by block and stops at the first block with a sample above SILENCE_PEAK,
+    so a normal speech file costs one block, not a full decode.
+    """
+    try:
+        for block in sf.blocks(path, blocksize=SILENCE_BLOCK, dtype="float32"):
+            if np.max(np.abs(block)) >= SILENCE_PEAK:
+                return
+    except (RuntimeError, sf.LibsndfileError) as error:
+        raise UnusableAudio(f"corrupt audio data ({error})") from error
+    raise UnusableAudio("all-silent audio")
+
+
+def inspect_audio(path):
+    """Header info of a usable file; raises UnusableAudio for missing/corrupt/empty/silent ones."""
+    info = read_info(path)
+    check_not_silent(path)
+    return info
+
+
+def load_mono(path):
+    """Decodes ``path`` to a float32 array (samples,) and its sample rate in Hz."""
+    signal, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+    return signal.mean(axis=1), sample_rate
+
+
+def resample(signal, from_rate, to_rate):
+    """Polyphase resampling (scipy) of a (samples,) signal from ``from_rate`` to ``to_rate`` Hz."""
+    if from_rate == to_rate:
+        return signal
+    divisor = gcd(from_rate, to_rate)
+    return resample_poly(signal, to_rate // divisor, from_rate // divisor).astype(np.float32)
+
+
+def resampled_copy(info, sample_rate, cache_root, source_root):
+    """Path of ``info.path`` at ``sample_rate`` Hz: the file itself, or a WAV cached once.
+
+    The cached copy mirrors the file's path relative to ``source_root`` under
+    ``cache_root/<sample_rate>``; it is reused while it is newer than the source.
+    Returns (path, frames at ``sample_rate``).
+    """
+    if info.sample_rate == sample_rate:
+        return info.path, info.frames
+    relative = os.path.splitext(os.path.relpath(info.path, source_root))[0] + ".wav"
+    cached = os.path.join(cache_root, str(sample_rate), relative)
+    if not (os.path.exists(cached) and os.path.getmtime(cached) >= os.path.getmtime(info.path)):
+        signal, rate = load_mono(info.path)
+        write_wav(cached, resample(signal, rate, sample_rate), sample_rate)
+    return cached, sf.info(cached).frames
+
+
+@dataclass
+class SkipReport:
+    """Collects the files left out of a manifest, with the reason for each."""
+
+    what: str
+    skipped: list = field(default_factory=list)
+
+    def add(self, path, reason):
+        """Records one skipped file and logs it."""
+        self.skipped.append((path, reason))
+        logger.warning("Skipping %s: %s", path, reason)
+
+    def summary(self, max_paths=5):
+        """One line: how many were skipped and the first few paths with reasons."""
+        if not self.skipped:
+            return f"{self.what}: no file skipped"
+        listed = "; ".join(f"{path} ({reason})" for path, reason in self.skipped[:max_paths])
+        more = len(self.skipped) - max_paths
+        tail = f"; ... and {more} more" if more > 0 else ""
+        return f"{self.what}: skipped {len(self.skipped)} file(s): {listed}{tail}"

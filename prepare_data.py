@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Prepares SpeechBrain CSV manifests for WSJ0-2mix, Libri2Mix, a speaker folder tree, or the
+synthetic espeak-ng corpus.
+
+Example:
+    python prepare_data.py --corpus wsj0-2mix --data_folder /data/wsj0-mix/2speakers/wav8k/min \
+        --dm_folder /data/wsj0/si_tr_s --save_folder results/prep
+    python prepare_data.py --corpus synth --data_folder data/synth --save_folder data/synth_prep
+"""
+
+import argparse
+import logging
+import sys
+
+from hardsep_lib.layouts import LayoutError
+from hardsep_lib.prepare import CORPORA, PreparationError, prepare_data
+
+
+def parse_args(argv):
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", required=True, choices=CORPORA)
+    parser.add_argument("--data_folder", required=True, help="corpus root in its public layout (synth: output folder)")
+    parser.add_argument("--save_folder", required=True, help="where the CSV manifests are written")
+    parser.add_argument("--dm_folder", help="single-speaker tree for dynamic mixing (WSJ0 si_tr_s, LibriSpeech train-clean-*)")
+    parser.add_argument("--sample_rate", type=int, default=8000, help="target rate in Hz (default 8000)")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--n_mixtures", type=int, nargs=3, default=(1000, 200, 300), metavar=("TRAIN", "VALID", "TEST"),
+                        help="generated mixtures per split (folder and synth corpora)")
+    parser.add_argument("--held_out_fraction", type=float, default=0.15,
+                        help="share of speakers held out for each of valid and test (folder and synth)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Runs prepare_data; a bad input ends with one clear message, not a trace."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        prepare_data(**vars(args))
+    except (LayoutError, PreparationError) as error:
+        logging.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
