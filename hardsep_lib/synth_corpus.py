@@ -90,21 +90,29 @@ def synthesize(text, variant, pitch, speed):
     return resample(signal, rate, SAMPLE_RATE)
 
 
-def _utterance_jobs(speakers, seed):
+def _utterance_jobs(speakers, seed, utterances_per_speaker, sentences_per_utterance):
     """(path, text, speaker row) for every utterance; sentences drawn per speaker by seed."""
     rng = np.random.default_rng(seed)
     jobs = []
     for speaker in speakers.itertuples():
-        for index in rng.choice(len(SENTENCES), size=UTTERANCES_PER_SPEAKER, replace=False):
-            utt_id = f"{speaker.spk_id}_{int(index):03d}"
-            jobs.append((os.path.join(speaker.spk_id, utt_id + ".wav"), SENTENCES[index], speaker))
+        drawn = rng.choice(len(SENTENCES), size=(utterances_per_speaker, sentences_per_utterance), replace=False)
+        for indices in drawn:
+            utt_id = f"{speaker.spk_id}_" + "-".join(f"{int(index):03d}" for index in indices)
+            text = " ".join(SENTENCES[index] for index in indices)
+            jobs.append((os.path.join(speaker.spk_id, utt_id + ".wav"), text, speaker))
     return jobs
 
 
-def generate_corpus(root, seed=1234, workers=2):
-    """Writes the corpus under ``root`` (skipping files already there); returns the speaker table."""
+def generate_corpus(root, seed=1234, workers=2, utterances_per_speaker=UTTERANCES_PER_SPEAKER,
+                    sentences_per_utterance=1):
+    """Writes the corpus under ``root`` (skipping files already there); returns the speaker table.
+
+    Each utterance reads ``sentences_per_utterance`` Harvard sentences (1: about 2.5 s; 3:
+    about 7.5 s, the length of a WSJ0 utterance).
+    """
     speakers = speaker_table()
-    jobs = [job for job in _utterance_jobs(speakers, seed) if not os.path.exists(os.path.join(root, job[0]))]
+    jobs = _utterance_jobs(speakers, seed, utterances_per_speaker, sentences_per_utterance)
+    jobs = [job for job in jobs if not os.path.exists(os.path.join(root, job[0]))]
 
     def render(job):
         relative, text, speaker = job
