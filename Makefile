@@ -20,8 +20,22 @@ test: setup
 	$(PYTHON) -m pytest -q
 
 demo: setup
-	$(PYTHON) prepare_data.py --corpus synth --data_folder $(DEMO)/corpus --save_folder $(DEMO)/prep --n_mixtures 600 100 150
-	@echo "demo: corpus prepared in $(DEMO)/prep (mining and training run here once they land)"
+	$(PYTHON) prepare_data.py --corpus synth --data_folder $(DEMO)/corpus --save_folder $(DEMO)/prep \
+		--n_mixtures 600 100 150
+	$(PYTHON) mine_hard.py --sources $(DEMO)/prep/train_sources.csv --output $(DEMO)/prep/pairs.csv \
+		--speakers_out $(DEMO)/prep/speakers.csv --workers 2
+	$(PYTHON) mine_hard.py mixtures --csv $(DEMO)/prep/test.csv --output $(DEMO)/prep/test_features.csv \
+		--pairs $(DEMO)/prep/pairs.csv
+	$(PYTHON) train.py hparams/sepformer_tiny.yaml --data_folder $(DEMO)/corpus --save_folder $(DEMO)/prep \
+		--skip_prep True --output_folder $(DEMO)/sepformer_tiny --hard_pairs_csv $(DEMO)/prep/pairs.csv \
+		--test_features_csv $(DEMO)/prep/test_features.csv
+	$(PYTHON) mine_hard.py correlate --results $(DEMO)/sepformer_tiny/test_results.csv \
+		--features $(DEMO)/prep/test_features.csv --plot $(DEMO)/correlation.png
+	$(PYTHON) -c "import pandas as pd; print(pd.read_json('$(DEMO)/sepformer_tiny/test_summary.json').to_string(index=False))"
+
+bench: setup
+	$(PYTHON) bench/mining.py
+	$(PYTHON) bench/training.py
 
 clean:
 	rm -rf $(DEMO)

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Recipe for training a speech separation model (SepFormer or Conv-TasNet) with the hard-sample
+mining of "Mining Hard Samples Locally and Globally for Improved Speech Separation":
+dynamic mixing with hard-pair re-sampling (DM), weighted training loss (WTL) and weighted
+validation loss (WVL), each a YAML switch.
+
+To run this recipe:
+> python train.py hparams/sepformer_hard.yaml --data_folder /data/wsj0-mix/2speakers/wav8k/min \
+      --dm_folder /data/wsj0/si_tr_s --output_folder results/sepformer_hard
+> python train.py hparams/sepformer_tiny.yaml --corpus synth --data_folder data/synth   # CPU demo
+> torchrun --nproc_per_node=2 train.py hparams/sepformer_hard.yaml ...                   # DDP
+"""
+
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from hardsep_lib.dataio import dataio_prep
+from hardsep_lib.prepare import prepare_data
+from hardsep_lib.separation import Separation
+
+if __name__ == "__main__":
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
+    )
+
+    if not hparams["skip_prep"]:
+        run_on_main(
+            prepare_data,
+            kwargs={
+                "corpus": hparams["corpus"],
+                "data_folder": hparams["data_folder"],
+                "save_folder": hparams["save_folder"],
+                "dm_folder": hparams["dm_folder"],
+                "sample_rate": hparams["sample_rate"],
+                "seed": hparams["seed"],
+                "n_mixtures": hparams["prep_mixtures"],
+            },
+        )
+
+    (train_data, train_opts), (valid_data, valid_opts), (test_data, test_opts) = dataio_prep(hparams)
+
+    separator = Separation(
+        modules=hparams["modules"],
+        opt_class=hparams["optimizer"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    separator.dm_dataset = train_data if hparams["dynamic_mixing"] else None
+
+    if not hparams["test_only"]:
+        separator.fit(
+            separator.hparams.epoch_counter,
+            train_data,
+            valid_data,
+            train_loader_kwargs=train_opts,
+            valid_loader_kwargs=valid_opts,
+        )
+
+    separator.evaluate(test_data, min_key="selection_loss", test_loader_kwargs=test_opts)
