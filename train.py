@@ -18,11 +18,14 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from hardsep_lib.dataio import dataio_prep
-from hardsep_lib.prepare import prepare_data
+from hardsep_lib.dynamic_mixing import HardPairError
+from hardsep_lib.layouts import LayoutError
+from hardsep_lib.prepare import PreparationError, prepare_data
 from hardsep_lib.separation import Separation
 
-if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+def main(argv):
+    """Prepares the data (once, on the main process), trains, then tests the best checkpoint."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
@@ -66,3 +69,10 @@ if __name__ == "__main__":
         )
 
     separator.evaluate(test_data, min_key="selection_loss", test_loader_kwargs=test_opts)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except (HardPairError, LayoutError, PreparationError, FileNotFoundError) as error:
+        sys.exit(f"train.py: error: {error}")

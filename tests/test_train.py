@@ -78,3 +78,16 @@ def test_train_kill_resume_test(synth_prepared, pairs, tmp_path):
     assert subsets["reference worst 10%"]["si-snr_i"] <= subsets["all"]["si-snr_i"]
     retested = pd.read_csv(os.path.join(output, "test_results.csv"))
     pd.testing.assert_frame_equal(retested, results, rtol=1e-4)
+
+
+def test_debug_smoke_run_and_bad_pair_csv(synth_prepared, tmp_path):
+    _, save = synth_prepared
+    debug = subprocess.run(train_command(save, str(tmp_path / "debug"), "--debug"), capture_output=True, text=True)
+    assert debug.returncode == 0, debug.stderr[-3000:]
+    assert os.path.isfile(tmp_path / "debug" / "test_results.csv")
+    no_hard = tmp_path / "pairs.csv"
+    pd.DataFrame({"spk1": ["spk00"], "spk2": ["spk01"], "is_hard": [False]}).to_csv(no_hard, index=False)
+    bad = subprocess.run(train_command(save, str(tmp_path / "bad"), "--hard_pairs_csv", str(no_hard)),
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "has no hard pair among the training speakers" in bad.stderr
+    assert "Traceback" not in bad.stderr
