@@ -129,6 +129,8 @@ def _training_rule(table, pairs_csv):
     """(hardness, is_hard) of new pairs under the rule recorded with a mined pair CSV."""
     if not pairs_csv:
         return np.nan, np.nan
+    if not os.path.isfile(sidecar_path(pairs_csv)):
+        raise mining.MiningError(f"{sidecar_path(pairs_csv)} (the rule of {pairs_csv}) not found")
     with open(sidecar_path(pairs_csv)) as handle:
         sidecar = json.load(handle)
     pairs = read_table(pairs_csv, mining.PAIR_COLUMNS, "pair CSV")

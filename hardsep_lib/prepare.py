@@ -10,6 +10,7 @@ Writes into ``save_folder``:
 Every file is written atomically; unusable audio is skipped and listed in a logged summary.
 """
 
+import json
 import logging
 import os
 
@@ -125,8 +126,6 @@ class _Context:
 
 def _already_prepared(save_folder, options):
     """True when every manifest exists and was written with exactly these options."""
-    import json
-
     names = [f"{split}.csv" for split in SPLITS] + ["train_sources.csv"]
     options_path = os.path.join(save_folder, "prepare_options.json")
     if not all(os.path.isfile(os.path.join(save_folder, name)) for name in names + ["prepare_options.json"]):
@@ -163,36 +162,29 @@ def _mixture_table(records, data_folder, report, context):
         if record.mixture_id in seen:
             report.add(record.mix_wav, f"duplicate ID {record.mixture_id}")
             continue
-        try:
-            paths = [context.usable_copy(path, data_folder) for path in (record.mix_wav, record.s1_wav, record.s2_wav)]
-        except UnusableAudio as error:
-            report.add(_failing_path(record, data_folder, context), str(error))
-            continue
-        seen.add(record.mixture_id)
-        rows.append(
-            {
-                "ID": record.mixture_id,
-                "duration": paths[0][1],
-                "mix_wav": paths[0][0],
-                "s1_wav": paths[1][0],
-                "s2_wav": paths[2][0],
-                "s1_spk": record.s1_spk,
-                "s2_spk": record.s2_spk,
-                "s1_utt": record.s1_utt,
-                "s2_utt": record.s2_utt,
-            }
-        )
+        paths = []
+        for path in (record.mix_wav, record.s1_wav, record.s2_wav):
+            try:
+                paths.append(context.usable_copy(path, data_folder))
+            except UnusableAudio as error:
+                report.add(path, str(error))
+                break
+        else:
+            seen.add(record.mixture_id)
+            rows.append(
+                {
+                    "ID": record.mixture_id,
+                    "duration": paths[0][1],
+                    "mix_wav": paths[0][0],
+                    "s1_wav": paths[1][0],
+                    "s2_wav": paths[2][0],
+                    "s1_spk": record.s1_spk,
+                    "s2_spk": record.s2_spk,
+                    "s1_utt": record.s1_utt,
+                    "s2_utt": record.s2_utt,
+                }
+            )
     return pd.DataFrame(rows, columns=MIXTURE_COLUMNS)
-
-
-def _failing_path(record, data_folder, context):
-    """The first of a mixture's three files that is unusable (for the skip report)."""
-    for path in (record.mix_wav, record.s1_wav, record.s2_wav):
-        try:
-            context.usable_copy(path, data_folder)
-        except UnusableAudio:
-            return path
-    return record.mix_wav
 
 
 def _source_table(sources, source_root, context):
