@@ -59,7 +59,7 @@ def main(argv):
     )
     separator.dm_dataset = train_data if hparams["dynamic_mixing"] else None
 
-    if not hparams["test_only"]:
+    if not separator.test_only:  # --test_only on the command line, or test_only in the YAML
         separator.fit(
             separator.hparams.epoch_counter,
             train_data,
