@@ -58,6 +58,32 @@ def require_folder(path, what):
         raise LayoutError(f"{what} is empty: {path}")
 
 
+def _require_layout(expected_folder, corpus, layout):
+    """Raises LayoutError unless ``expected_folder`` exists: the data folder is not ``corpus``."""
+    if not os.path.isdir(expected_folder):
+        raise LayoutError(f"not a {corpus} folder (expected {expected_folder}); --data_folder must be {layout}")
+
+
+def _mixture_files(mixture_id, split_folder, mix_subfolder, utts, speaker_of):
+    """MixtureFiles of ``<split_folder>/{<mix_subfolder>,s1,s2}/<mixture_id>.wav``."""
+    name = mixture_id + ".wav"
+    return MixtureFiles(
+        mixture_id=mixture_id,
+        mix_wav=os.path.join(split_folder, mix_subfolder, name),
+        s1_wav=os.path.join(split_folder, "s1", name),
+        s2_wav=os.path.join(split_folder, "s2", name),
+        s1_utt=utts[0],
+        s2_utt=utts[1],
+        s1_spk=speaker_of(utts[0]),
+        s2_spk=speaker_of(utts[1]),
+    )
+
+
+def wsj0_speaker(utt_id):
+    """A WSJ0 speaker is the first 3 characters of the utterance id."""
+    return utt_id[:3]
+
+
 def _split_wsj0_name(stem):
     """``<utt1>_<gain1>_<utt2>_<gain2>`` -> (utt1, utt2); None when the name does not match."""
     parts = stem.split("_")
@@ -73,11 +99,7 @@ def wsj0_2mix_mixtures(data_folder, split):
     """
     split_folder = os.path.join(data_folder, WSJ0_2MIX_SPLITS[split])
     mix_folder = os.path.join(split_folder, "mix")
-    if not os.path.isdir(mix_folder):
-        raise LayoutError(
-            f"not a WSJ0-2mix folder (expected {mix_folder}); --data_folder must be "
-            ".../2speakers/wav8k/min with tr/cv/tt/{mix,s1,s2}"
-        )
+    _require_layout(mix_folder, "WSJ0-2mix", ".../2speakers/wav8k/min with tr/cv/tt/{mix,s1,s2}")
     records, bad_names = [], []
     for name in sorted(os.listdir(mix_folder)):
         stem, ext = os.path.splitext(name)
@@ -85,18 +107,7 @@ def wsj0_2mix_mixtures(data_folder, split):
         if utts is None:
             bad_names.append(os.path.join(mix_folder, name))
             continue
-        records.append(
-            MixtureFiles(
-                mixture_id=stem,
-                mix_wav=os.path.join(mix_folder, name),
-                s1_wav=os.path.join(split_folder, "s1", name),
-                s2_wav=os.path.join(split_folder, "s2", name),
-                s1_utt=utts[0],
-                s2_utt=utts[1],
-                s1_spk=utts[0][:3],
-                s2_spk=utts[1][:3],
-            )
-        )
+        records.append(_mixture_files(stem, split_folder, "mix", utts, wsj0_speaker))
     return records, bad_names
 
 
@@ -113,11 +124,7 @@ def librimix_mixtures(data_folder, split):
     Returns (records, bad_names) like wsj0_2mix_mixtures.
     """
     metadata_folder = os.path.join(data_folder, "metadata")
-    if not os.path.isdir(metadata_folder):
-        raise LayoutError(
-            f"not a Libri2Mix folder (expected {metadata_folder}); --data_folder must be "
-            ".../Libri2Mix/wav8k/min with metadata/ and train-*/dev/test"
-        )
+    _require_layout(metadata_folder, "Libri2Mix", ".../Libri2Mix/wav8k/min with metadata/ and train-*/dev/test")
     records, bad_names = [], []
     for part in LIBRIMIX_SPLITS[split]:
         csv_path = os.path.join(metadata_folder, f"mixture_{part}_mix_clean.csv")
@@ -129,19 +136,7 @@ def librimix_mixtures(data_folder, split):
             if len(utts) != 2:
                 bad_names.append(f"{csv_path}: {mixture_id}")
                 continue
-            name = mixture_id + ".wav"
-            records.append(
-                MixtureFiles(
-                    mixture_id=mixture_id,
-                    mix_wav=os.path.join(part_folder, "mix_clean", name),
-                    s1_wav=os.path.join(part_folder, "s1", name),
-                    s2_wav=os.path.join(part_folder, "s2", name),
-                    s1_utt=utts[0],
-                    s2_utt=utts[1],
-                    s1_spk=librispeech_speaker(utts[0]),
-                    s2_spk=librispeech_speaker(utts[1]),
-                )
-            )
+            records.append(_mixture_files(mixture_id, part_folder, "mix_clean", utts, librispeech_speaker))
     if not records and not bad_names:
         wanted = ", ".join(f"mixture_{part}_mix_clean.csv" for part in LIBRIMIX_SPLITS[split])
         raise LayoutError(f"no metadata for the {split} split in {metadata_folder} (wanted {wanted})")
