@@ -51,6 +51,7 @@ def dataio_prep(hparams):
         train = fixed_mixture_dataset(manifests["train"])
         train_opts = dict(hparams["dataloader_opts"], shuffle=True)
     valid, test = fixed_mixture_dataset(manifests["valid"]), fixed_mixture_dataset(manifests["test"])
-    valid_opts = dict(hparams["dataloader_opts"], sampler=ShardSampler(len(valid)))
-    test_opts = dict(hparams["test_dataloader_opts"], sampler=ShardSampler(len(test)))
+    # Batches of 1: the SI-SNR loss has no padding mask, so every mixture is scored unpadded.
+    valid_opts = dict(hparams["eval_dataloader_opts"], sampler=ShardSampler(len(valid)))
+    test_opts = dict(hparams["eval_dataloader_opts"], sampler=ShardSampler(len(test)))
     return (train, train_opts), (valid, valid_opts), (test, test_opts)
