@@ -11,7 +11,7 @@ from scipy import stats
 
 from conftest import save_speechbrain_encoder, write_speechlike
 from hardsep_lib import mining
-from hardsep_lib.audio import load_mono
+from hardsep_lib.audio import load_mono, resample
 from hardsep_lib.embeddings import make_backend
 from hardsep_lib.mining_jobs import mine_mixtures, mine_pairs, read_table, run_correlation, sidecar_path
 from hardsep_lib.pitch import voiced_f0
@@ -168,3 +168,15 @@ def test_speechbrain_backend_loads_a_local_model_folder(tmp_path):
     direct = backend.model.encode_batch(torch.from_numpy(signals[1][None, :])).squeeze().numpy()
     np.testing.assert_allclose(embeddings[1], direct, rtol=1e-5, atol=1e-6)
     assert not np.allclose(embeddings[0], embeddings[1])
+
+
+def test_batched_resemblyzer_equals_its_own_per_utterance_embedding(mined):
+    from resemblyzer import preprocess_wav
+
+    backend = make_backend("resemblyzer")
+    paths = pd.read_csv(mined["sources_csv"])["wav"].tolist()[:3]
+    signals = [resample(load_mono(path)[0], 8000, 16000) for path in paths]
+    batched = backend.embed(signals)
+    for signal, embedding in zip(signals, batched):
+        alone = backend.encoder.embed_utterance(preprocess_wav(signal, source_sr=16000), rate=0.625)
+        np.testing.assert_allclose(embedding, alone, atol=1e-5)
