@@ -1,5 +1,6 @@
 """Datasets for train.py: fixed mixtures from the CSV manifests, or dynamic mixing."""
 
+import logging
 import os
 
 import pandas as pd
@@ -9,6 +10,8 @@ import torch
 from hardsep_lib.audio import load_mono
 from hardsep_lib.ddp import ShardSampler
 from hardsep_lib.dynamic_mixing import DynamicMixingDataset
+
+logger = logging.getLogger(__name__)
 
 
 def read_signal(path):
@@ -48,6 +51,8 @@ def dataio_prep(hparams):
         )
         train_opts = dict(hparams["dataloader_opts"], collate_fn=sb.dataio.batch.PaddedBatch)
     else:
+        if hparams["hard_pairs_csv"]:
+            logger.warning("hard_pairs_csv is used by dynamic mixing only; dynamic_mixing is off")
         train = fixed_mixture_dataset(manifests["train"])
         train_opts = dict(hparams["dataloader_opts"], shuffle=True)
     valid, test = fixed_mixture_dataset(manifests["valid"]), fixed_mixture_dataset(manifests["test"])
