@@ -11,7 +11,7 @@ from hardsep_lib import correlation, mining
 from hardsep_lib.audio import SkipReport, load_mono
 from hardsep_lib.io_utils import write_csv, write_json
 from hardsep_lib.mixing import energy_ratio_db
-from hardsep_lib.utterance_features import FeatureSettings, compute_features, load_features
+from hardsep_lib.utterance_features import compute_features, load_features
 
 logger = logging.getLogger(__name__)
 

@@ -2,14 +2,13 @@
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import save_speechbrain_encoder, write_speechlike
+from conftest import save_speechbrain_encoder
 from hardsep_lib import mining
 from hardsep_lib.audio import load_mono, resample
 from hardsep_lib.embeddings import make_backend
@@ -25,13 +24,13 @@ def mined(synth_prepared, tmp_path_factory):
     """Pair and speaker tables of every synth speaker (all splits, so both genders' twins)."""
     data_folder, save = synth_prepared
     folder = tmp_path_factory.mktemp("mined")
-    sources = pd.concat(read_table(os.path.join(save, name), ["spk_id"], "x") for name in ["train_sources.csv"])
+    training_sources = read_table(os.path.join(save, "train_sources.csv"), ["spk_id"], "sources CSV")
     every = pd.DataFrame(
         [{"ID": f, "spk_id": spk, "wav": os.path.join(data_folder, spk, f)}
          for spk in sorted(os.listdir(data_folder)) if os.path.isdir(os.path.join(data_folder, spk))
          for f in sorted(os.listdir(os.path.join(data_folder, spk)))]
     )
-    assert len(sources) < len(every)
+    assert len(training_sources) < len(every)
     sources_csv = str(folder / "all_sources.csv")
     every.to_csv(sources_csv, index=False)
     output = str(folder / "pairs.csv")
