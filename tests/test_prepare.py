@@ -202,3 +202,26 @@ def test_synth_corpus_is_deterministic_and_speaker_disjoint(synth_prepared, tmp_
         original = open(os.path.join(save, name)).read().replace(save, "<save>")
         again = open(os.path.join(rerun, name)).read().replace(rerun, "<save>")
         assert original == again, name
+
+
+def test_folder_tree_manifests(tmp_path):
+    root = tmp_path / "tree"
+    for index in range(8):
+        speaker = f"speaker{index}"
+        write_speechlike(str(root / speaker / "session1" / "001.flac"), 1.0, 16000, fmt="FLAC", seed=index)
+        write_speechlike(str(root / speaker / f"{speaker}-002.wav"), 0.5, 8000, freq=120 + 10 * index)
+    save = str(tmp_path / "prep")
+    prepare_data("folder", str(root), save, seed=3, n_mixtures=(6, 3, 3), held_out_fraction=0.25)
+    sources = read(save, "train_sources.csv")
+    train_speakers = sorted(sources["spk_id"].unique())
+    assert len(train_speakers) == 4 and len(sources) == 8
+    first = train_speakers[0]
+    assert sources[sources["spk_id"] == first]["ID"].tolist() == [f"{first}_001", f"{first}-002"]
+    assert sorted(sources["duration"].unique()) == [0.5, 1.0] and set(sources["sample_rate"]) == {8000}
+    for split, count in (("train", 6), ("valid", 3), ("test", 3)):
+        frame = read(save, f"{split}.csv")
+        assert len(frame) == count
+        speakers = set(frame["s1_spk"]) | set(frame["s2_spk"])
+        assert (speakers <= set(train_speakers)) == (split == "train")
+        assert all(path.startswith(os.path.join(save, "mixtures", split, "mix")) for path in frame["mix_wav"])
+        assert (frame["duration"] <= 1.0).all()
