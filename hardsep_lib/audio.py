@@ -50,6 +50,11 @@ def read_info(path):
     return AudioInfo(path=path, frames=info.frames, sample_rate=info.samplerate)
 
 
+def _is_audible(samples):
+    """True when some sample of the array reaches SILENCE_PEAK."""
+    return np.max(np.abs(samples)) >= SILENCE_PEAK
+
+
 def check_not_silent(path):
     """Raises UnusableAudio when the whole file is digital silence.
 
@@ -58,7 +63,7 @@ def check_not_silent(path):
     """
     try:
         for block in sf.blocks(path, blocksize=SILENCE_BLOCK, dtype="float32"):
-            if np.max(np.abs(block)) >= SILENCE_PEAK:
+            if _is_audible(block):
                 return
     except (RuntimeError, sf.LibsndfileError) as error:
         raise UnusableAudio(f"corrupt audio data ({error})") from error
@@ -72,10 +77,26 @@ def inspect_audio(path):
     return info
 
 
-def load_mono(path):
-    """Decodes ``path`` to a float32 array (samples,) and its sample rate in Hz."""
-    signal, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+def load_mono(path, start=0, frames=-1):
+    """Decodes ``frames`` samples from ``start`` (all by default) of ``path``, channels averaged:
+    a float32 array (samples,) and the sample rate in Hz."""
+    signal, sample_rate = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
     return signal.mean(axis=1), sample_rate
+
+
+def load_usable(path):
+    """Decodes a usable file in one pass: (float32 (samples,), sample rate in Hz).
+
+    Raises UnusableAudio for a missing, corrupt (header or data), empty or all-silent file.
+    """
+    read_info(path)
+    try:
+        signal, sample_rate = load_mono(path)
+    except (RuntimeError, sf.LibsndfileError) as error:
+        raise UnusableAudio(f"corrupt audio data ({error})") from error
+    if not _is_audible(signal):
+        raise UnusableAudio("all-silent audio")
+    return signal, sample_rate
 
 
 def resample(signal, from_rate, to_rate):

@@ -12,9 +12,9 @@ import logging
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 
+from hardsep_lib.audio import load_mono
 from hardsep_lib.mixing import draw_levels_db, mix_pair
 
 logger = logging.getLogger(__name__)
@@ -133,10 +133,7 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         utt1, utt2, starts, length, levels, hard = self.draw(index)
-        crops = [
-            sf.read(self.paths[utt], start=start, frames=length, dtype="float32", always_2d=True)[0].mean(axis=1)
-            for utt, start in zip((utt1, utt2), starts)
-        ]
+        crops = [load_mono(self.paths[utt], start, length)[0] for utt, start in zip((utt1, utt2), starts)]
         mixture, source1, source2 = mix_pair(crops[0], crops[1], levels)
         return {
             "id": f"dm_e{self.epoch}_{index}",

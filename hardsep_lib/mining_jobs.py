@@ -37,9 +37,9 @@ def read_table(path, required, what):
     return table
 
 
-def _featurise(paths, settings, cache_dir, workers, num_shards=1, shard_index=0):
+def _featurise(paths, settings, cache_dir, workers):
     """Computes missing features, reports unusable files, and returns the loaded features."""
-    errors = compute_features(paths, settings, cache_dir, workers, num_shards, shard_index)
+    errors = compute_features(paths, settings, cache_dir, workers)
     report = SkipReport("feature extraction")
     for path, error in sorted(errors.items()):
         report.add(path, error)

@@ -152,12 +152,12 @@ class Separation(sb.Brain):
         self.checkpointer.save_and_keep_only(meta=stats, min_keys=["selection_loss"])
 
     def _end_test(self):
-        rows = [row for part in gather_objects(self.test_rows) for row in part]
+        results = pd.DataFrame([row for part in gather_objects(self.test_rows) for row in part], columns=RESULT_COLUMNS)
         if sb.utils.distributed.if_main_process():
-            write_test_outputs(pd.DataFrame(rows, columns=RESULT_COLUMNS), self.hparams)
+            write_test_outputs(results, self.hparams)
         self.hparams.train_logger.log_stats(
             stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-            test_stats={"si-snr_i": float(pd.DataFrame(rows)["si-snr_i"].mean())},
+            test_stats={"si-snr_i": float(results["si-snr_i"].mean())},
         )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hardsep_lib.audio import UnusableAudio, inspect_audio, load_mono, resample
+from hardsep_lib.audio import UnusableAudio, load_usable, resample
 from hardsep_lib.embeddings import make_backend
 from hardsep_lib.io_utils import atomic_path
 from hardsep_lib.pitch import voiced_f0
@@ -91,14 +91,13 @@ def _compute_batch(paths):
     outcomes, to_embed = [], []
     for path in paths:
         try:
-            info = inspect_audio(path)
-            signal, sample_rate = load_mono(path)
+            signal, sample_rate = load_usable(path)
         except UnusableAudio as error:
             outcomes.append((path, str(error)))
             continue
         f0_path, embedding_path = cache.paths(path)
         if not os.path.exists(f0_path):
-            _save(f0_path, voiced_f0(signal, info.sample_rate, settings.f0_method))
+            _save(f0_path, voiced_f0(signal, sample_rate, settings.f0_method))
         if not os.path.exists(embedding_path):
             to_embed.append((embedding_path, resample(signal, sample_rate, backend.sample_rate)))
         outcomes.append((path, None))
