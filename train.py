@@ -14,6 +14,7 @@ To run this recipe:
 import sys
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
@@ -69,6 +70,12 @@ def main(argv):
         )
 
     separator.evaluate(test_data, min_key="selection_loss", test_loader_kwargs=test_opts)
+
+    # Leave DDP cleanly: a gloo group still alive at interpreter exit can abort a rank
+    # ("terminate called without an active exception").
+    if sb.utils.distributed.is_distributed_initialized():
+        sb.utils.distributed.ddp_barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
