@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 
-from hardsep_lib.correlation import CorrelationError
-from hardsep_lib.mining import CRITERIA, MiningError
-from hardsep_lib.mining_jobs import mine_mixtures, mine_pairs, run_correlation
-from hardsep_lib.pitch import F0_METHODS
-from hardsep_lib.utterance_features import FeatureSettings
+from hardsep_lib.mining.correlation import CorrelationError
+from hardsep_lib.mining.pairs import CRITERIA, MiningError
+from hardsep_lib.mining.jobs import mine_mixtures, mine_pairs, run_correlation
+from hardsep_lib.mining.pitch import F0_METHODS
+from hardsep_lib.mining.features import FeatureSettings
 
 SUBCOMMANDS = ("mixtures", "correlate")
 

@@ -12,8 +12,8 @@ import argparse
 import logging
 import sys
 
-from hardsep_lib.layouts import LayoutError
-from hardsep_lib.prepare import CORPORA, PreparationError, prepare_data
+from hardsep_lib.data.layouts import LayoutError
+from hardsep_lib.data.prepare import CORPORA, PreparationError, prepare_data
 
 
 def parse_args(argv):

@@ -18,11 +18,11 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
-from hardsep_lib.dataio import dataio_prep
-from hardsep_lib.dynamic_mixing import HardPairError
-from hardsep_lib.layouts import LayoutError
-from hardsep_lib.prepare import PreparationError, prepare_data
-from hardsep_lib.separation import Separation
+from hardsep_lib.data.dataio import dataio_prep
+from hardsep_lib.data.dynamic_mixing import HardPairError
+from hardsep_lib.data.layouts import LayoutError
+from hardsep_lib.data.prepare import PreparationError, prepare_data
+from hardsep_lib.training.brain import Separation
 
 def main(argv):
     """Prepares the data (once, on the main process), trains, then tests the best checkpoint."""

@@ -17,14 +17,14 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hardsep_lib import mining  # noqa: E402
-from hardsep_lib.audio import load_mono, resample  # noqa: E402
-from hardsep_lib.embeddings import make_backend  # noqa: E402
-from hardsep_lib.mining_jobs import mine_pairs  # noqa: E402
-from hardsep_lib.pitch import voiced_f0  # noqa: E402
-from hardsep_lib.prepare import prepare_data  # noqa: E402
-from hardsep_lib.synth_corpus import generate_corpus  # noqa: E402
-from hardsep_lib.utterance_features import FeatureSettings  # noqa: E402
+from hardsep_lib.mining import pairs as pair_rules  # noqa: E402
+from hardsep_lib.data.audio import load_mono, resample  # noqa: E402
+from hardsep_lib.mining.embeddings import make_backend  # noqa: E402
+from hardsep_lib.mining.jobs import mine_pairs  # noqa: E402
+from hardsep_lib.mining.pitch import voiced_f0  # noqa: E402
+from hardsep_lib.data.prepare import prepare_data  # noqa: E402
+from hardsep_lib.data.synth_corpus import generate_corpus  # noqa: E402
+from hardsep_lib.mining.features import FeatureSettings  # noqa: E402
 
 LIBRISPEECH_960_SPEAKERS = 2338
 
@@ -84,7 +84,7 @@ def main():
                              "f0_median_hz": rng.uniform(80, 300, LIBRISPEECH_960_SPEAKERS)})
     embeddings = rng.standard_normal((LIBRISPEECH_960_SPEAKERS, 192)).astype(np.float32)
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-    pairs, pair_time = timed(mining.pair_table, speakers, embeddings, "combined", 0.1)
+    pairs, pair_time = timed(pair_rules.pair_table, speakers, embeddings, "combined", 0.1)
     rows.append((f"pair table, {LIBRISPEECH_960_SPEAKERS} speakers", f"{pair_time:.2f} s for {len(pairs):,} pairs",
                  "target < 10 s"))
     rows.append(("peak memory (max of process, workers)", f"{peak_rss_gib():.2f} GiB", "target < 2 GiB"))

@@ -21,12 +21,12 @@ from hyperpyyaml import load_hyperpyyaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hardsep_lib.dataio import fixed_mixture_dataset  # noqa: E402
-from hardsep_lib.dynamic_mixing import DynamicMixingDataset  # noqa: E402
-from hardsep_lib.evaluation import mixture_metrics  # noqa: E402
-from hardsep_lib.prepare import prepare_data  # noqa: E402
-from hardsep_lib.separation import Separation  # noqa: E402
-from hardsep_lib.weighting import training_loss  # noqa: E402
+from hardsep_lib.data.dataio import fixed_mixture_dataset  # noqa: E402
+from hardsep_lib.data.dynamic_mixing import DynamicMixingDataset  # noqa: E402
+from hardsep_lib.evaluation.metrics import mixture_metrics  # noqa: E402
+from hardsep_lib.data.prepare import prepare_data  # noqa: E402
+from hardsep_lib.training.brain import Separation  # noqa: E402
+from hardsep_lib.training.weighting import training_loss  # noqa: E402
 
 STEPS = 40
 N_TEST = 20

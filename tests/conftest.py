@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hardsep_lib.prepare import prepare_data
+from hardsep_lib.data.prepare import prepare_data
 
 
 def write_speechlike(path, seconds, sample_rate=8000, freq=150.0, seed=0, fmt=None):

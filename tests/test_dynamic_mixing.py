@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hardsep_lib.dynamic_mixing import DynamicMixingDataset, HardPairError, PairSampler, load_hard_partners
+from hardsep_lib.data.dynamic_mixing import DynamicMixingDataset, HardPairError, PairSampler, load_hard_partners
 
 
 def pairs_csv(tmp_path, rows):

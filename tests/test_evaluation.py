@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hardsep_lib.audio import load_mono
-from hardsep_lib.evaluation import hard_sample_rates, mixture_metrics, summarize
+from hardsep_lib.data.audio import load_mono
+from hardsep_lib.evaluation.metrics import hard_sample_rates, mixture_metrics, summarize
 
 
 def test_sdr_matches_mir_eval_on_real_mixtures(synth_prepared):

@@ -5,7 +5,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from hardsep_lib.separation import Separation
+from hardsep_lib.training.brain import Separation
 
 REQUIRED_KEYS = ["data_folder", "save_folder", "output_folder", "skip_prep", "number_of_epochs", "seed",
                  "dynamic_mixing", "hard_pairs_csv", "hard_ratio", "weighted_train_loss", "weighted_valid_loss"]

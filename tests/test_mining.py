@@ -9,12 +9,12 @@ import pytest
 from scipy import stats
 
 from conftest import save_speechbrain_encoder
-from hardsep_lib import mining
-from hardsep_lib.audio import load_mono, resample
-from hardsep_lib.embeddings import make_backend
-from hardsep_lib.mining_jobs import mine_mixtures, mine_pairs, read_table, run_correlation, sidecar_path
-from hardsep_lib.pitch import voiced_f0
-from hardsep_lib.utterance_features import FeatureSettings, compute_features
+from hardsep_lib.mining import pairs as pair_rules
+from hardsep_lib.data.audio import load_mono, resample
+from hardsep_lib.mining.embeddings import make_backend
+from hardsep_lib.mining.jobs import mine_mixtures, mine_pairs, read_table, run_correlation, sidecar_path
+from hardsep_lib.mining.pitch import voiced_f0
+from hardsep_lib.mining.features import FeatureSettings, compute_features
 
 SETTINGS = FeatureSettings()
 
@@ -77,7 +77,7 @@ def test_twins_are_hard_and_cross_gender_pairs_are_not(mined, synth_prepared):
 def test_threshold_rule(mined):
     speakers = mined["speakers"]
     embeddings = np.eye(len(speakers), dtype=np.float32)
-    pairs = mining.pair_table(speakers, embeddings, "pitch", max_pitch_diff_hz=5.0)
+    pairs = pair_rules.pair_table(speakers, embeddings, "pitch", max_pitch_diff_hz=5.0)
     assert (pairs["is_hard"] == (pairs["pitch_diff_hz"] < 5.0)).all()
     assert pairs["is_hard"].any() and not pairs["is_hard"].all()
 
@@ -122,11 +122,11 @@ def test_unvoiced_and_corrupt_utterances_are_counted_and_skipped(mined, tmp_path
 def test_bad_sources_csv_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with pytest.raises(mining.MiningError, match="empty or malformed"):
+    with pytest.raises(pair_rules.MiningError, match="empty or malformed"):
         mine_pairs(str(empty), str(tmp_path / "p.csv"), SETTINGS, str(tmp_path / "c"))
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("a,b\n1,2\n")
-    with pytest.raises(mining.MiningError, match="lacks column"):
+    with pytest.raises(pair_rules.MiningError, match="lacks column"):
         mine_pairs(str(wrong), str(tmp_path / "p.csv"), SETTINGS, str(tmp_path / "c"))
 
 
@@ -150,7 +150,7 @@ def test_mixture_features_and_correlation(mined, synth_prepared, tmp_path):
     assert saved["unmatched"] == {"results": 1, "features": 0}
     assert os.path.getsize(tmp_path / "corr.png") > 10000
     results.assign(snt_id=["x"] * len(results)).to_csv(results_csv, index=False)
-    from hardsep_lib.correlation import CorrelationError
+    from hardsep_lib.mining.correlation import CorrelationError
 
     with pytest.raises(CorrelationError, match="no mixture id"):
         run_correlation(results_csv, features_csv, str(tmp_path / "corr.json"))

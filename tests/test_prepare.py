@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 
 from conftest import write_speechlike
-from hardsep_lib.layouts import LayoutError
-from hardsep_lib.prepare import PreparationError, prepare_data
+from hardsep_lib.data.layouts import LayoutError
+from hardsep_lib.data.prepare import PreparationError, prepare_data
 
 WSJ_MIXTURES = {
     "tr": ["01aa010b_0.97482_209a010p_-0.97482", "01ba0102_1.2_20aa0101_-1.2"],

@@ -11,8 +11,8 @@ import time
 import pandas as pd
 import pytest
 
-from hardsep_lib.mining_jobs import mine_pairs
-from hardsep_lib.utterance_features import FeatureSettings
+from hardsep_lib.mining.jobs import mine_pairs
+from hardsep_lib.mining.features import FeatureSettings
 
 
 def train_command(save, output, *extra):

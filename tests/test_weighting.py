@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hardsep_lib.weighting import ValidationScores, rank_weights, training_loss, weighted_loss
+from hardsep_lib.training.weighting import ValidationScores, rank_weights, training_loss, weighted_loss
 
 
 def test_rank_weights_by_hand():

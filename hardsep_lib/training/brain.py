@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from speechbrain.nnet.schedulers import ReduceLROnPlateau, update_learning_rate
 
-from hardsep_lib.ddp import gather_objects, is_distributed, sum_over_ranks
-from hardsep_lib.evaluation import RESULT_COLUMNS, mixture_metrics, summarize
+from hardsep_lib.training.ddp import gather_objects, is_distributed, sum_over_ranks
+from hardsep_lib.evaluation.metrics import RESULT_COLUMNS, mixture_metrics, summarize
 from hardsep_lib.io_utils import write_csv, write_json
-from hardsep_lib.weighting import ValidationScores, training_loss
+from hardsep_lib.training.weighting import ValidationScores, training_loss
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hardsep_lib.audio import load_mono
-from hardsep_lib.mixing import draw_levels_db, mix_pair
+from hardsep_lib.data.audio import load_mono
+from hardsep_lib.data.mixing import draw_levels_db, mix_pair
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import pandas as pd
 import speechbrain as sb
 import torch
 
-from hardsep_lib.audio import load_mono
-from hardsep_lib.ddp import ShardSampler
-from hardsep_lib.dynamic_mixing import DynamicMixingDataset
+from hardsep_lib.data.audio import load_mono
+from hardsep_lib.training.ddp import ShardSampler
+from hardsep_lib.data.dynamic_mixing import DynamicMixingDataset
 
 logger = logging.getLogger(__name__)
 

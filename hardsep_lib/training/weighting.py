@@ -7,7 +7,7 @@ each mixture's loss only through its own SI-SNR.
 
 import torch
 
-from hardsep_lib.ddp import gather_objects
+from hardsep_lib.training.ddp import gather_objects
 
 
 def rank_weights(count, device=None, dtype=torch.float32):

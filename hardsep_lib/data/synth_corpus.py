@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from hardsep_lib.audio import load_mono, resample
+from hardsep_lib.data.audio import load_mono, resample
 from hardsep_lib.io_utils import write_csv, write_wav
 
 logger = logging.getLogger(__name__)

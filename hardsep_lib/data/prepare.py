@@ -17,10 +17,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from hardsep_lib import layouts
-from hardsep_lib.audio import SkipReport, UnusableAudio, inspect_audio, load_mono, resampled_copy
+from hardsep_lib.data import layouts
+from hardsep_lib.data.audio import SkipReport, UnusableAudio, inspect_audio, load_mono, resampled_copy
 from hardsep_lib.io_utils import write_csv, write_json, write_wav
-from hardsep_lib.mixing import draw_levels_db, mix_pair
+from hardsep_lib.data.mixing import draw_levels_db, mix_pair
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def prepare_data(
         logger.info("Manifests in %s match these options; skipping preparation.", save_folder)
         return
     if corpus == "synth":
-        from hardsep_lib.synth_corpus import generate_corpus
+        from hardsep_lib.data.synth_corpus import generate_corpus
 
         generate_corpus(data_folder, seed=seed)
     context = _Context(save_folder, sample_rate, np.random.default_rng(seed))

@@ -7,11 +7,12 @@ import os
 import numpy as np
 import pandas as pd
 
-from hardsep_lib import correlation, mining
-from hardsep_lib.audio import SkipReport, load_mono
+from hardsep_lib.mining import correlation
+from hardsep_lib.mining import pairs as pair_rules
+from hardsep_lib.data.audio import SkipReport, load_mono
 from hardsep_lib.io_utils import write_csv, write_json
-from hardsep_lib.mixing import energy_ratio_db
-from hardsep_lib.utterance_features import compute_features, load_features
+from hardsep_lib.data.mixing import energy_ratio_db
+from hardsep_lib.mining.features import compute_features, load_features
 
 logger = logging.getLogger(__name__)
 
@@ -24,16 +25,16 @@ def sidecar_path(pairs_csv):
 def read_table(path, required, what):
     """A CSV with the ``required`` columns; raises MiningError when missing, empty or malformed."""
     if not os.path.isfile(path):
-        raise mining.MiningError(f"{what} not found: {path}")
+        raise pair_rules.MiningError(f"{what} not found: {path}")
     try:
         table = pd.read_csv(path, dtype={"spk_id": str, "s1_spk": str, "s2_spk": str, "ID": str})
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
-        raise mining.MiningError(f"{what} {path} is empty or malformed: {error}") from error
+        raise pair_rules.MiningError(f"{what} {path} is empty or malformed: {error}") from error
     missing = [column for column in required if column not in table.columns]
     if missing:
-        raise mining.MiningError(f"{what} {path} lacks column(s) {', '.join(missing)}")
+        raise pair_rules.MiningError(f"{what} {path} lacks column(s) {', '.join(missing)}")
     if table.empty:
-        raise mining.MiningError(f"{what} {path} has no rows")
+        raise pair_rules.MiningError(f"{what} {path} has no rows")
     return table
 
 
@@ -62,8 +63,8 @@ def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, work
         logger.info("Shard %d/%d done; run again without --num_shards to merge.", shard_index, num_shards)
         return None
     features = _featurise(paths, settings, cache_dir, workers)
-    speakers, embeddings = mining.speaker_features(sources, features, max_utts_per_speaker, seed)
-    pairs = mining.pair_table(speakers, embeddings, criterion, hard_fraction, max_pitch_diff_hz, max_cos_dist)
+    speakers, embeddings = pair_rules.speaker_features(sources, features, max_utts_per_speaker, seed)
+    pairs = pair_rules.pair_table(speakers, embeddings, criterion, hard_fraction, max_pitch_diff_hz, max_cos_dist)
     if speakers_out:
         write_csv(speakers, speakers_out)
     write_csv(pairs, output)
@@ -71,7 +72,7 @@ def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, work
     sidecar = {
         "rule": rule, "criterion": criterion, "hard_fraction": hard_fraction,
         "max_pitch_diff_hz": max_pitch_diff_hz, "max_cos_dist": max_cos_dist,
-        "hardness_threshold": mining.hardness_threshold(pairs) if rule == "per_anchor" else None,
+        "hardness_threshold": pair_rules.hardness_threshold(pairs) if rule == "per_anchor" else None,
         "f0_method": settings.f0_method, "embedding": settings.embedding,
         "max_utts_per_speaker": max_utts_per_speaker, "seed": seed, "sources": os.path.abspath(sources_csv),
         "n_speakers": len(speakers), "n_speakers_in_sources": int(sources["spk_id"].nunique()),
@@ -113,7 +114,7 @@ def mine_mixtures(mixtures_csv, output, settings, cache_dir, workers=1, pairs_cs
         embedding_1, embedding_2 = _unit(features[mixture.s1_wav][1]), _unit(features[mixture.s2_wav][1])
         rows.append({
             "ID": mixture.ID, "s1_spk": mixture.s1_spk, "s2_spk": mixture.s2_spk, "f0_1": f0_1, "f0_2": f0_2,
-            "pitch_diff_hz": abs(f0_1 - f0_2), "pitch_diff_semitones": float(mining.semitones(f0_1, f0_2)),
+            "pitch_diff_hz": abs(f0_1 - f0_2), "pitch_diff_semitones": float(pair_rules.semitones(f0_1, f0_2)),
             "cos_dist": float(1.0 - embedding_1 @ embedding_2),
             "energy_ratio_db": energy_ratio_db(load_mono(mixture.s1_wav)[0], load_mono(mixture.s2_wav)[0]),
         })
@@ -130,14 +131,14 @@ def _training_rule(table, pairs_csv):
     if not pairs_csv:
         return np.nan, np.nan
     if not os.path.isfile(sidecar_path(pairs_csv)):
-        raise mining.MiningError(f"{sidecar_path(pairs_csv)} (the rule of {pairs_csv}) not found")
+        raise pair_rules.MiningError(f"{sidecar_path(pairs_csv)} (the rule of {pairs_csv}) not found")
     with open(sidecar_path(pairs_csv)) as handle:
         sidecar = json.load(handle)
-    pairs = read_table(pairs_csv, mining.PAIR_COLUMNS, "pair CSV")
-    hardness = mining.hardness_against(pairs, sidecar["criterion"], table["pitch_diff_semitones"].to_numpy(),
+    pairs = read_table(pairs_csv, pair_rules.PAIR_COLUMNS, "pair CSV")
+    hardness = pair_rules.hardness_against(pairs, sidecar["criterion"], table["pitch_diff_semitones"].to_numpy(),
                                        table["cos_dist"].to_numpy())
     if sidecar["rule"] == "thresholds":
-        return hardness, mining.threshold_hard(table, sidecar["max_pitch_diff_hz"], sidecar["max_cos_dist"])
+        return hardness, pair_rules.threshold_hard(table, sidecar["max_pitch_diff_hz"], sidecar["max_cos_dist"])
     return hardness, hardness >= sidecar["hardness_threshold"]
 
 

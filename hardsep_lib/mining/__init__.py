@@ -1,0 +1,1 @@
+"""hardsep_lib.mining (see hardsep_lib/__init__.py)."""
