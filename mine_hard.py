@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 
-from hardsep_lib.mining.correlation import CorrelationError
-from hardsep_lib.mining.pairs import CRITERIA, MiningError
-from hardsep_lib.mining.jobs import mine_mixtures, mine_pairs, run_correlation
-from hardsep_lib.mining.pitch import F0_METHODS
+from hardsep_lib.errors import OptionError, exit_on_error
 from hardsep_lib.mining.features import FeatureSettings
+from hardsep_lib.mining.jobs import mine_mixtures, mine_pairs, run_correlation
+from hardsep_lib.mining.pairs import CRITERIA, HardPairRule
+from hardsep_lib.mining.pitch import F0_METHODS
 
 SUBCOMMANDS = ("mixtures", "correlate")
 
@@ -84,21 +84,19 @@ def run(argv):
         run_correlation(args.results, args.features, output, args.plot)
     else:
         args = pairs_parser().parse_args(argv)
+        if args.num_shards < 1 or not 0 <= args.shard_index < args.num_shards:
+            raise OptionError(f"--shard_index must be in [0, --num_shards) with --num_shards >= 1, got "
+                              f"{args.shard_index} of {args.num_shards}")
+        rule = HardPairRule(args.criterion, args.hard_fraction, args.max_pitch_diff_hz, args.max_cos_dist)
         mine_pairs(args.sources, args.output, feature_settings(args), cache_dir(args), args.speakers_out,
-                   args.workers, args.criterion, args.hard_fraction, args.max_pitch_diff_hz, args.max_cos_dist,
-                   args.max_utts_per_speaker, args.seed, args.num_shards, args.shard_index)
+                   args.workers, rule, args.max_utts_per_speaker, args.seed, args.num_shards, args.shard_index)
 
 
-def main(argv=None):
-    """Runs the job; bad input ends with one clear message, not a trace."""
+def main(argv):
+    """Runs the job named by ``argv``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(sys.argv[1:] if argv is None else argv)
-    except (MiningError, CorrelationError, ValueError) as error:
-        logging.error("%s", error)
-        return 2
-    return 0
+    run(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error("mine_hard.py", main, sys.argv[1:])

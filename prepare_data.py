@@ -12,8 +12,8 @@ import argparse
 import logging
 import sys
 
-from hardsep_lib.data.layouts import LayoutError
-from hardsep_lib.data.prepare import CORPORA, PreparationError, prepare_data
+from hardsep_lib.data.prepare import CORPORA, prepare_data
+from hardsep_lib.errors import exit_on_error
 
 
 def parse_args(argv):
@@ -33,16 +33,11 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    """Runs prepare_data; a bad input ends with one clear message, not a trace."""
+    """Runs prepare_data."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        prepare_data(**vars(args))
-    except (LayoutError, PreparationError) as error:
-        logging.error("%s", error)
-        return 2
-    return 0
+    prepare_data(**vars(args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error("prepare_data.py", main, sys.argv[1:])

@@ -9,6 +9,7 @@ To run this recipe:
       --dm_folder /data/wsj0/si_tr_s --output_folder results/sepformer_hard
 > python train.py hparams/sepformer_tiny.yaml --corpus synth --data_folder data/synth   # CPU demo
 > torchrun --nproc_per_node=2 train.py hparams/sepformer_hard.yaml ...                   # DDP
+> python train.py ... --test_only --test_selection plain    # test the best checkpoint by plain SI-SNR
 """
 
 import sys
@@ -19,16 +20,18 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from hardsep_lib.data.dataio import dataio_prep
-from hardsep_lib.data.dynamic_mixing import HardPairError
-from hardsep_lib.data.layouts import LayoutError
-from hardsep_lib.data.prepare import PreparationError, prepare_data
-from hardsep_lib.training.brain import Separation
+from hardsep_lib.data.prepare import prepare_data
+from hardsep_lib.errors import OptionError, exit_on_error
+from hardsep_lib.training.brain import SELECTION_KEYS, Separation
+from hardsep_lib.training.options import check_training_options, test_selection
+
 
 def main(argv):
     """Prepares the data (once, on the main process), trains, then tests the best checkpoint."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    check_training_options(hparams, run_opts)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
@@ -58,7 +61,9 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    separator.dm_dataset = train_data if hparams["dynamic_mixing"] else None
+    separator.train_dataset = train_data
+    separator.test_selection = test_selection(hparams)
+    selection_key = SELECTION_KEYS[separator.test_selection]
 
     if not separator.test_only:  # --test_only on the command line, or test_only in the YAML
         separator.fit(
@@ -68,8 +73,11 @@ def main(argv):
             train_loader_kwargs=train_opts,
             valid_loader_kwargs=valid_opts,
         )
+    elif hparams["checkpointer"].find_checkpoint(min_key=selection_key) is None:
+        raise OptionError(f"--test_only: no checkpoint with a {selection_key} in {hparams['checkpoint_folder']} "
+                          "(train first, or point --output_folder at a trained run)")
 
-    separator.evaluate(test_data, min_key="selection_loss", test_loader_kwargs=test_opts)
+    separator.evaluate(test_data, min_key=selection_key, test_loader_kwargs=test_opts)
 
     # Leave DDP cleanly: a gloo group still alive at interpreter exit can abort a rank
     # ("terminate called without an active exception").
@@ -79,7 +87,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (HardPairError, LayoutError, PreparationError, FileNotFoundError) as error:
-        sys.exit(f"train.py: error: {error}")
+    exit_on_error("train.py", main, sys.argv[1:])

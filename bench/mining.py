@@ -17,14 +17,14 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hardsep_lib.mining import pairs as pair_rules  # noqa: E402
 from hardsep_lib.data.audio import load_mono, resample  # noqa: E402
-from hardsep_lib.mining.embeddings import make_backend  # noqa: E402
-from hardsep_lib.mining.jobs import mine_pairs  # noqa: E402
-from hardsep_lib.mining.pitch import voiced_f0  # noqa: E402
 from hardsep_lib.data.prepare import prepare_data  # noqa: E402
 from hardsep_lib.data.synth_corpus import generate_corpus  # noqa: E402
+from hardsep_lib.mining import pairs as pair_rules  # noqa: E402
+from hardsep_lib.mining.embeddings import make_backend  # noqa: E402
 from hardsep_lib.mining.features import FeatureSettings  # noqa: E402
+from hardsep_lib.mining.jobs import mine_pairs  # noqa: E402
+from hardsep_lib.mining.pitch import voiced_f0  # noqa: E402
 
 LIBRISPEECH_960_SPEAKERS = 2338
 

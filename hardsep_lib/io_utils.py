@@ -13,12 +13,19 @@ import soundfile as sf
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yields a temporary path in the target's folder; renames it onto ``path`` on success."""
+    """Yields a temporary path in the target's folder; renames it onto ``path`` on success.
+
+    The file gets the permissions an ordinary ``open`` would give it (the umask applies)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1]
     fd, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=folder)
     os.close(fd)
+    # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus the umask),
+    # so that shared caches and result folders stay readable by the group.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -4,12 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hardsep_lib.data.dynamic_mixing import DynamicMixingDataset, HardPairError, PairSampler, load_hard_partners
+from hardsep_lib.data.dynamic_mixing import (
+    DynamicMixingDataset,
+    HardPairError,
+    PairSampler,
+    load_hard_partners,
+)
 
 
-def pairs_csv(tmp_path, rows):
+def pairs_csv(tmp_path, rows, columns=("spk1", "spk2", "is_hard")):
     path = str(tmp_path / "pairs.csv")
-    pd.DataFrame(rows, columns=["spk1", "spk2", "is_hard"]).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
     return path
 
 
@@ -37,11 +42,29 @@ def test_plain_dm_draws_speakers_by_utterance_count():
     assert abs(np.mean(firsts == 0) - 0.6) < 0.03
 
 
+def test_hard_draws_take_partners_from_the_anchors_own_list(tmp_path):
+    # b is among a's closest partners, but a is not among b's (b's closest is c): the
+    # symmetric OR rule would give b the partners {a, c}; the per-anchor rule gives {c}.
+    columns = ("spk1", "spk2", "hard_for_spk1", "hard_for_spk2", "is_hard")
+    rows = [("a", "b", True, False, True), ("a", "c", False, False, False), ("b", "c", True, True, True)]
+    partners = load_hard_partners(pairs_csv(tmp_path, rows, columns), ["a", "b", "c"])
+    assert {k: v.tolist() for k, v in partners.items()} == {0: [1], 1: [2], 2: [1]}
+    sampler = PairSampler(np.repeat(np.arange(3), 4), partners, hard_ratio=1.0)
+    rng = np.random.default_rng(0)
+    draws = [sampler.draw(rng) for _ in range(3000)]
+    assert all(partner in partners[anchor] for anchor, partner, _ in draws)
+    assert not any(anchor == 1 and partner == 0 for anchor, partner, _ in draws)  # the OR rule would draw (b, a)
+    shares = np.bincount([anchor for anchor, _, _ in draws], minlength=3) / len(draws)
+    assert np.allclose(shares, 1 / 3, atol=0.04)  # anchors by utterance count: no hubs
+    assert sampler.is_hard_pair(0, 1) and sampler.is_hard_pair(1, 0) and not sampler.is_hard_pair(0, 2)
+
+
 def test_pair_csv_checks(tmp_path, caplog):
     speakers = ["a", "b", "c"]
     partners = load_hard_partners(pairs_csv(tmp_path, [("a", "b", True), ("a", "c", False), ("a", "zz", True)]), speakers)
     assert {k: v.tolist() for k, v in partners.items()} == {0: [1], 1: [0]}
     assert "1 pair(s) name 1 speaker(s) absent from the training sources (e.g. zz)" in caplog.text
+    assert "read symmetrically from is_hard" in caplog.text  # an old CSV still drives the sampler
     with pytest.raises(HardPairError, match="no hard pair"):
         load_hard_partners(pairs_csv(tmp_path, [("a", "b", False)]), speakers)
     with pytest.raises(HardPairError, match="cannot read"):
@@ -53,7 +76,7 @@ def test_dataset_items_are_reproducible_cropped_and_differ_by_index(synth_prepar
     sources = pd.read_csv(f"{save}/train_sources.csv", dtype={"spk_id": str})
     dataset = DynamicMixingDataset(sources, epoch_size=20, segment_samples=8000, seed=5)
     first, again = dataset[3], DynamicMixingDataset(sources, 20, 8000, seed=5)[3]
-    assert first["mix_sig"].shape == first["s1_sig"].shape and len(first["mix_sig"]) <= 8000
+    assert first["mix_sig"].shape == first["s1_sig"].shape == (8000,)  # every item exactly one crop long
     np.testing.assert_array_equal(first["mix_sig"].numpy(), again["mix_sig"].numpy())
     np.testing.assert_allclose((first["s1_sig"] + first["s2_sig"]).numpy(), first["mix_sig"].numpy(), atol=1e-6)
     assert not np.array_equal(dataset[4]["mix_sig"].numpy()[:100], first["mix_sig"].numpy()[:100])
@@ -67,7 +90,7 @@ def test_dataset_hard_ratio_with_a_mined_csv(synth_prepared, tmp_path):
     speakers = sorted(sources["spk_id"].unique())
     rows = [(a, b, (i + j) % 3 == 0) for i, a in enumerate(speakers) for j, b in enumerate(speakers) if i < j]
     dataset = DynamicMixingDataset(sources, 2000, 8000, seed=1, hard_pairs_csv=pairs_csv(tmp_path, rows), hard_ratio=0.8)
-    hard = np.mean([dataset.draw(index)[5] for index in range(2000)])
+    hard = np.mean([dataset.draw(index)[4] for index in range(2000)])
     assert abs(hard - 0.8) < 3 * np.sqrt(0.8 * 0.2 / 2000)
     with pytest.raises(HardPairError, match="at least 2 speakers"):
         DynamicMixingDataset(sources[sources["spk_id"] == speakers[0]], 10, 8000)

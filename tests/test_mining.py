@@ -6,15 +6,21 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import save_speechbrain_encoder
 from scipy import stats
 
-from conftest import save_speechbrain_encoder
-from hardsep_lib.mining import pairs as pair_rules
 from hardsep_lib.data.audio import load_mono, resample
+from hardsep_lib.mining import pairs as pair_rules
 from hardsep_lib.mining.embeddings import make_backend
-from hardsep_lib.mining.jobs import mine_mixtures, mine_pairs, read_table, run_correlation, sidecar_path
-from hardsep_lib.mining.pitch import voiced_f0
 from hardsep_lib.mining.features import FeatureSettings, compute_features
+from hardsep_lib.mining.jobs import (
+    mine_mixtures,
+    mine_pairs,
+    read_table,
+    run_correlation,
+    sidecar_path,
+)
+from hardsep_lib.mining.pitch import voiced_f0
 
 SETTINGS = FeatureSettings()
 
@@ -74,11 +80,28 @@ def test_twins_are_hard_and_cross_gender_pairs_are_not(mined, synth_prepared):
     assert sidecar["n_hard_pairs"] == int(pairs["is_hard"].sum())
 
 
+def test_per_anchor_rule_is_directional(mined):
+    pairs, n = mined["pairs"], len(mined["speakers"])
+    k = pair_rules.HardPairRule().partners_per_anchor(n)
+    as_anchor = pd.concat([pairs.loc[pairs["hard_for_spk1"], "spk1"], pairs.loc[pairs["hard_for_spk2"], "spk2"]])
+    assert (as_anchor.value_counts() == k).all() and as_anchor.nunique() == n  # every speaker has k hard partners
+    assert (pairs["is_hard"] == (pairs["hard_for_spk1"] | pairs["hard_for_spk2"])).all()
+    assert (pairs["hard_for_spk1"] != pairs["hard_for_spk2"]).any()  # hardness is not symmetric
+
+
+def test_rule_options_are_checked():
+    with pytest.raises(pair_rules.MiningError, match="hard_fraction"):
+        pair_rules.HardPairRule(hard_fraction=1.5)
+    with pytest.raises(pair_rules.MiningError, match="unknown criterion"):
+        pair_rules.HardPairRule("loudness")
+
+
 def test_threshold_rule(mined):
     speakers = mined["speakers"]
     embeddings = np.eye(len(speakers), dtype=np.float32)
-    pairs = pair_rules.pair_table(speakers, embeddings, "pitch", max_pitch_diff_hz=5.0)
+    pairs = pair_rules.pair_table(speakers, embeddings, pair_rules.HardPairRule("pitch", max_pitch_diff_hz=5.0))
     assert (pairs["is_hard"] == (pairs["pitch_diff_hz"] < 5.0)).all()
+    assert (pairs["hard_for_spk1"] == pairs["hard_for_spk2"]).all()  # a threshold rule is symmetric
     assert pairs["is_hard"].any() and not pairs["is_hard"].all()
 
 
@@ -137,6 +160,12 @@ def test_mixture_features_and_correlation(mined, synth_prepared, tmp_path):
     assert len(features) == 30
     assert {"energy_ratio_db", "hardness", "is_hard", "pitch_diff_semitones"} <= set(features.columns)
     assert features["hardness"].between(0, 1).all() and features["is_hard"].dtype == bool
+    # Speaker-level test features land on the training rule's scale: the hard share is of the
+    # order of the training rule's (utterance-level features put ~1% there).
+    share_training = mined["pairs"]["is_hard"].mean()
+    assert 0.3 * share_training < features["is_hard"].mean() < 3 * share_training
+    without_rule = mine_mixtures(test_csv, str(tmp_path / "no_rule.csv"), SETTINGS, mined["cache"])
+    assert without_rule["is_hard"].isna().all()
     rng = np.random.default_rng(0)
     results = pd.DataFrame({"snt_id": features["ID"].tolist() + ["unknown", "avg"],
                             "si-snr_i": rng.normal(10, 3, len(features) + 2)})

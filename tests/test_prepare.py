@@ -5,8 +5,8 @@ import os
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import write_speechlike
+
 from hardsep_lib.data.layouts import LayoutError
 from hardsep_lib.data.prepare import PreparationError, prepare_data
 

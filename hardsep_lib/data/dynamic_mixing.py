@@ -16,11 +16,12 @@ import torch
 
 from hardsep_lib.data.audio import load_mono
 from hardsep_lib.data.mixing import draw_levels_db, mix_pair
+from hardsep_lib.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 
-class HardPairError(Exception):
+class HardPairError(DataError):
     """A pair CSV that cannot drive hard re-sampling."""
 
 
@@ -28,20 +29,33 @@ class PairSampler:
     """Draws speaker pairs: plain DM, or with probability ``hard_ratio`` (P_S) a hard pair.
 
     Plain draws follow SpeechBrain: two distinct speakers with probability proportional to
-    their utterance counts. A hard draw keeps the first speaker as anchor and takes its partner
-    uniformly from the anchor's ``is_hard`` partners; an anchor without hard partners is
-    replaced by one drawn (again by utterance count) among the speakers that have some.
-    Every draw is O(1) after the tables are built.
+    their utterance counts. A hard draw (the paper's Fig. 1) keeps the first speaker as anchor
+    and takes its partner uniformly from the anchor's *own* hard partners (the closest P_M of
+    its partners); an anchor without hard partners is replaced by one drawn (again by
+    utterance count) among the speakers that have some. Every draw is O(1).
+
+    Parameters
+    ----------
+    utterance_speakers : array of int, (n_utts,)
+        The speaker index of each utterance.
+    hard_partners : dict {int: array of int}, optional
+        Each anchor's hard partners (speaker indices), from ``load_hard_partners``.
+    hard_ratio : float in [0, 1]
+        P_S.
     """
 
     def __init__(self, utterance_speakers, hard_partners=None, hard_ratio=0.0):
-        """utterance_speakers: speaker index of each utterance (n_utts,);
-        hard_partners: {speaker index: array of partner speaker indices}."""
         self.utterance_speakers = np.asarray(utterance_speakers)
         self.hard_partners = hard_partners or {}
         self.hard_ratio = hard_ratio if self.hard_partners else 0.0
         has_partner = np.array([spk in self.hard_partners for spk in self.utterance_speakers])
         self.anchor_utterances = np.flatnonzero(has_partner)
+        self.hard_set = {(int(anchor), int(partner)) for anchor, partners in self.hard_partners.items()
+                         for partner in partners}
+
+    def is_hard_pair(self, first, second):
+        """True when either speaker is among the other's hard partners (the ``is_hard`` summary)."""
+        return (int(first), int(second)) in self.hard_set or (int(second), int(first)) in self.hard_set
 
     def draw(self, rng):
         """(speaker 1, speaker 2, is_hard_draw) from a numpy Generator."""
@@ -58,55 +72,80 @@ class PairSampler:
 
 
 def load_hard_partners(pairs_csv, speakers):
-    """{speaker index: partner indices} of the ``is_hard`` rows of a mined pair CSV.
+    """{anchor speaker index: its hard partners' indices} from a mined pair CSV.
 
-    ``speakers`` lists the training speakers (their index is their position). Pairs naming a
-    speaker outside that list are reported and ignored; a CSV with no usable hard row is an
-    error.
+    ``speakers`` lists the training speakers (their index is their position). A row gives
+    spk2 as a hard partner of spk1 when ``hard_for_spk1`` is true, and the reverse with
+    ``hard_for_spk2``. An older CSV without those columns is read symmetrically from
+    ``is_hard`` (with a warning). Pairs naming a speaker outside ``speakers`` are reported and
+    ignored; a CSV with no usable hard row is an error. Only the needed columns are read.
     """
+    wanted = {"spk1", "spk2", "is_hard", "hard_for_spk1", "hard_for_spk2"}
     try:
-        pairs = pd.read_csv(pairs_csv, dtype={"spk1": str, "spk2": str})
-    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+        pairs = pd.read_csv(pairs_csv, dtype={"spk1": str, "spk2": str}, usecols=lambda column: column in wanted)
+    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError, ValueError) as error:
         raise HardPairError(f"cannot read the pair CSV {pairs_csv}: {error}") from error
-    if not {"spk1", "spk2", "is_hard"} <= set(pairs.columns):
-        raise HardPairError(f"{pairs_csv} lacks the spk1, spk2 and is_hard columns of mine_hard.py")
+    if {"hard_for_spk1", "hard_for_spk2"} <= set(pairs.columns) and {"spk1", "spk2"} <= set(pairs.columns):
+        directions = (pairs["hard_for_spk1"].astype(bool), pairs["hard_for_spk2"].astype(bool))
+    elif {"spk1", "spk2", "is_hard"} <= set(pairs.columns):
+        logger.warning("%s has no hard_for_spk1/hard_for_spk2 columns (mined before directional hardness): "
+                       "read symmetrically from is_hard; mine it again for the per-anchor rule", pairs_csv)
+        directions = (pairs["is_hard"].astype(bool),) * 2
+    else:
+        raise HardPairError(f"{pairs_csv} lacks the spk1, spk2 and hard_for_spk1/hard_for_spk2 (or is_hard) "
+                            "columns of mine_hard.py")
     index = {spk: position for position, spk in enumerate(speakers)}
     known = pairs["spk1"].isin(index) & pairs["spk2"].isin(index)
     if not known.all():
         unknown = sorted(set(pairs.loc[~known, ["spk1", "spk2"]].to_numpy().ravel()) - set(index))
         logger.warning("%s: %d pair(s) name %d speaker(s) absent from the training sources (e.g. %s); ignored",
                        pairs_csv, int((~known).sum()), len(unknown), ", ".join(unknown[:5]))
-    hard = pairs[known & pairs["is_hard"].astype(bool)]
-    if hard.empty:
+    first = pairs["spk1"].map(index)
+    second = pairs["spk2"].map(index)
+    anchor = np.concatenate([first[known & directions[0]], second[known & directions[1]]]).astype(np.int64)
+    partner = np.concatenate([second[known & directions[0]], first[known & directions[1]]]).astype(np.int64)
+    if len(anchor) == 0:
         raise HardPairError(f"{pairs_csv} has no hard pair among the training speakers, but hard_ratio > 0")
-    first = hard["spk1"].map(index).to_numpy()
-    second = hard["spk2"].map(index).to_numpy()
-    both_ways = pd.DataFrame({"anchor": np.concatenate([first, second]), "partner": np.concatenate([second, first])})
-    return {int(anchor): group["partner"].to_numpy() for anchor, group in both_ways.groupby("anchor")}
+    order = np.lexsort((partner, anchor))
+    anchor, partner = anchor[order], partner[order]
+    starts = np.flatnonzero(np.r_[True, anchor[1:] != anchor[:-1]])
+    return {int(anchor[start]): chunk for start, chunk in zip(starts, np.split(partner, starts[1:]))}
 
 
 class DynamicMixingDataset(torch.utils.data.Dataset):
-    """On-the-fly two-speaker mixtures from train_sources.csv.
+    """On-the-fly two-speaker mixtures of exactly ``segment_samples`` samples from train_sources.csv.
 
     Item i of the current epoch: a speaker pair from PairSampler, one random utterance of
-    each, a random crop of both to min(their lengths, ``segment_samples``), levels from
-    mixing.draw_levels_db, mixed by mixing.mix_pair. Returns a dict with ``id``,
-    ``mix_sig``/``s1_sig``/``s2_sig`` (float32 tensors (samples,)) and ``hard_draw`` (bool).
-    Call ``set_epoch`` before each epoch.
+    each, a random crop of ``segment_samples`` of both, levels from mixing.draw_levels_db,
+    mixed by mixing.mix_pair. Every item has the same length, so a batch holds no padding and
+    a mixture's loss never depends on its batch partners. Utterances shorter than the crop are
+    left out (as Asteroid's fixed-length segments do), and so are speakers left without one.
+
+    Returns a dict with ``id``, ``mix_sig``/``s1_sig``/``s2_sig`` (float32 tensors
+    (segment_samples,)), ``hard_draw`` (the pair replaced a plain draw) and ``hard_pair`` (the
+    pair is hard by the mined rule in either direction, natural draws included). Call
+    ``set_epoch`` before each epoch.
     """
 
     def __init__(self, sources, epoch_size, segment_samples, seed=0, hard_pairs_csv=None, hard_ratio=0.0):
+        frames = np.round(sources["duration"].to_numpy() * sources["sample_rate"].to_numpy()).astype(np.int64)
+        long_enough = frames >= segment_samples
+        if not long_enough.all():
+            logger.info("Dynamic mixing: %d of %d utterances are shorter than training_signal_len (%d samples) "
+                        "and left out", int((~long_enough).sum()), len(frames), segment_samples)
+        sources, frames = sources[long_enough], frames[long_enough]
         if sources.empty or sources["spk_id"].nunique() < 2:
-            raise HardPairError("dynamic mixing needs utterances of at least 2 speakers in train_sources.csv")
+            raise HardPairError(f"dynamic mixing needs utterances of at least {segment_samples} samples "
+                                "(training_signal_len) from at least 2 speakers in train_sources.csv")
         self.paths = sources["wav"].to_list()
-        self.frames = np.round(sources["duration"].to_numpy() * sources["sample_rate"].to_numpy()).astype(np.int64)
+        self.frames = frames
         self.speakers = sorted(sources["spk_id"].astype(str).unique())
         speaker_of = sources["spk_id"].astype(str).map({spk: i for i, spk in enumerate(self.speakers)}).to_numpy()
         self.utterances_of = [np.flatnonzero(speaker_of == spk) for spk in range(len(self.speakers))]
         hard_partners = None
-        if hard_ratio > 0 and hard_pairs_csv:
+        if hard_pairs_csv:
             hard_partners = load_hard_partners(hard_pairs_csv, self.speakers)
-        elif hard_ratio > 0:
+        if hard_ratio > 0 and not hard_pairs_csv:
             logger.warning("hard_ratio = %s but no hard_pairs_csv: plain dynamic mixing", hard_ratio)
         self.pair_sampler = PairSampler(speaker_of, hard_partners, hard_ratio)
         self.epoch_size = epoch_size
@@ -122,23 +161,24 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         return self.epoch_size
 
     def draw(self, index):
-        """The recipe of item ``index``: (utterance 1, utterance 2, crop starts, length, levels in dB, hard)."""
+        """The recipe of item ``index``: (utterance 1, utterance 2, crop starts, levels in dB, hard draw)."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         spk1, spk2, hard = self.pair_sampler.draw(rng)
         utt1 = self.utterances_of[spk1][rng.integers(len(self.utterances_of[spk1]))]
         utt2 = self.utterances_of[spk2][rng.integers(len(self.utterances_of[spk2]))]
-        length = int(min(self.frames[utt1], self.frames[utt2], self.segment_samples))
-        starts = [int(rng.integers(self.frames[utt] - length + 1)) for utt in (utt1, utt2)]
-        return utt1, utt2, starts, length, draw_levels_db(rng), hard
+        starts = [int(rng.integers(self.frames[utt] - self.segment_samples + 1)) for utt in (utt1, utt2)]
+        return utt1, utt2, starts, draw_levels_db(rng), hard
 
     def __getitem__(self, index):
-        utt1, utt2, starts, length, levels, hard = self.draw(index)
-        crops = [load_mono(self.paths[utt], start, length)[0] for utt, start in zip((utt1, utt2), starts)]
+        utt1, utt2, starts, levels, hard = self.draw(index)
+        crops = [load_mono(self.paths[utt], start, self.segment_samples)[0] for utt, start in zip((utt1, utt2), starts)]
         mixture, source1, source2 = mix_pair(crops[0], crops[1], levels)
+        speakers = [self.pair_sampler.utterance_speakers[utt] for utt in (utt1, utt2)]
         return {
             "id": f"dm_e{self.epoch}_{index}",
             "mix_sig": torch.from_numpy(mixture),
             "s1_sig": torch.from_numpy(source1),
             "s2_sig": torch.from_numpy(source2),
             "hard_draw": hard,
+            "hard_pair": hard or self.pair_sampler.is_hard_pair(*speakers),
         }

@@ -17,13 +17,14 @@ import os
 from dataclasses import dataclass
 
 import pandas as pd
+from hardsep_lib.errors import HardsepError
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 WSJ0_2MIX_SPLITS = {"train": "tr", "valid": "cv", "test": "tt"}
 LIBRIMIX_SPLITS = {"train": ("train-360", "train-100"), "valid": ("dev",), "test": ("test",)}
 
 
-class LayoutError(Exception):
+class LayoutError(HardsepError):
     """A folder that is missing, empty, or not laid out as the chosen corpus."""
 
 

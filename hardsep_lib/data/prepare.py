@@ -21,6 +21,7 @@ from hardsep_lib.data import layouts
 from hardsep_lib.data.audio import SkipReport, UnusableAudio, inspect_audio, load_mono, resampled_copy
 from hardsep_lib.io_utils import write_csv, write_json, write_wav
 from hardsep_lib.data.mixing import draw_levels_db, mix_pair
+from hardsep_lib.errors import HardsepError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ SOURCE_COLUMNS = ["ID", "spk_id", "wav", "duration", "sample_rate"]
 MIN_HELD_OUT_SPEAKERS = 2
 
 
-class PreparationError(Exception):
+class PreparationError(HardsepError):
     """Input that cannot give a usable manifest (the message names the file or folder)."""
 
 

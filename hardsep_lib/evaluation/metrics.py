@@ -6,6 +6,8 @@ filter is solved by 10 conjugate-gradient iterations: about 35x faster than mir_
 bss_eval_sources, within 0.05 dB of it; tests/test_evaluation.py checks this).
 """
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
@@ -16,6 +18,7 @@ from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 SDR_CG_ITERATIONS = 10
 RESULT_COLUMNS = ["snt_id", "si-snr", "si-snr_i", "sdr", "sdr_i", "s1_spk", "s2_spk"]
 HSR_THRESHOLDS_DB = (5.0, 10.0)
+logger = logging.getLogger(__name__)
 WORST_FRACTION = 0.1
 
 
@@ -51,7 +54,12 @@ def summarize(results, features=None, reference=None):
     a ``mine_hard.py mixtures`` table) and the worst 10% of a reference results table."""
     subsets = {"all": results}
     if features is not None:
-        hard_ids = set(features.loc[features["is_hard"].astype(bool), "ID"].astype(str))
+        labelled = features["is_hard"].notna() if "is_hard" in features else pd.Series(False, index=features.index)
+        if not labelled.all():
+            logger.warning("%d of %d test mixtures have no is_hard label (features computed without --pairs?): "
+                           "counted as not hard", int((~labelled).sum()), len(features))
+        hard = labelled & features.get("is_hard", pd.Series(False, index=features.index)).fillna(False).astype(bool)
+        hard_ids = set(features.loc[hard, "ID"].astype(str))
         subsets["mined-hard"] = results[results["snt_id"].astype(str).isin(hard_ids)]
     if reference is not None:
         subsets[f"reference worst {int(100 * WORST_FRACTION)}%"] = results[

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hardsep_lib.errors import HardsepError
+
 logger = logging.getLogger(__name__)
 
 # The paper's Fig. 2 (Conv-TasNet, 3,000 test mixtures). The energy ratio is correlated as
@@ -13,7 +15,7 @@ logger = logging.getLogger(__name__)
 PAPER_R = {"pitch_diff_hz": 0.443, "cos_dist": 0.447, "abs_energy_ratio_db": -0.026}
 
 
-class CorrelationError(Exception):
+class CorrelationError(HardsepError):
     """Inputs that cannot be joined or correlated."""
 
 

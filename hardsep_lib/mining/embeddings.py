@@ -12,6 +12,8 @@ import os
 import numpy as np
 import torch
 
+from hardsep_lib.errors import OptionError
+
 
 class EmbeddingBackend:
     """Interface: ``name`` (cache key), ``sample_rate`` (Hz) and ``embed(signals)``."""
@@ -125,4 +127,4 @@ def make_backend(spec, device="cpu", models_dir="pretrained_models"):
         return ResemblyzerBackend(device)
     if spec.startswith("speechbrain:") and len(spec) > len("speechbrain:"):
         return SpeechBrainBackend(spec[len("speechbrain:") :], device, models_dir)
-    raise ValueError(f"unknown embedding backend {spec!r}; use resemblyzer or speechbrain:<source>")
+    raise OptionError(f"unknown embedding backend {spec!r}; use resemblyzer or speechbrain:<source>")

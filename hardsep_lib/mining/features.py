@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from hardsep_lib.data.audio import UnusableAudio, load_usable, resample
-from hardsep_lib.mining.embeddings import make_backend
 from hardsep_lib.io_utils import atomic_path
+from hardsep_lib.mining.embeddings import make_backend
 from hardsep_lib.mining.pitch import voiced_f0
 
 logger = logging.getLogger(__name__)

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pandas as pd
 
+from hardsep_lib.data.audio import SkipReport, load_mono
+from hardsep_lib.data.mixing import energy_ratio_db
+from hardsep_lib.io_utils import write_csv, write_json
 from hardsep_lib.mining import correlation
 from hardsep_lib.mining import pairs as pair_rules
-from hardsep_lib.data.audio import SkipReport, load_mono
-from hardsep_lib.io_utils import write_csv, write_json
-from hardsep_lib.data.mixing import energy_ratio_db
 from hardsep_lib.mining.features import compute_features, load_features
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,8 @@ def _featurise(paths, settings, cache_dir, workers):
     return load_features(paths, settings, cache_dir)
 
 
-def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, workers=1, criterion="combined",
-               hard_fraction=0.1, max_pitch_diff_hz=None, max_cos_dist=None, max_utts_per_speaker=None,
-               seed=0, num_shards=1, shard_index=0):
+def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, workers=1,
+               rule=pair_rules.HardPairRule(), max_utts_per_speaker=None, seed=0, num_shards=1, shard_index=0):
     """Mines the speaker-pair CSV and its JSON sidecar (and the speakers CSV when asked).
 
     With ``num_shards`` > 1 only this shard's features are computed into the shared cache; a
@@ -64,15 +63,14 @@ def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, work
         return None
     features = _featurise(paths, settings, cache_dir, workers)
     speakers, embeddings = pair_rules.speaker_features(sources, features, max_utts_per_speaker, seed)
-    pairs = pair_rules.pair_table(speakers, embeddings, criterion, hard_fraction, max_pitch_diff_hz, max_cos_dist)
+    pairs = pair_rules.pair_table(speakers, embeddings, rule)
     if speakers_out:
         write_csv(speakers, speakers_out)
     write_csv(pairs, output)
-    rule = "per_anchor" if max_pitch_diff_hz is None and max_cos_dist is None else "thresholds"
     sidecar = {
-        "rule": rule, "criterion": criterion, "hard_fraction": hard_fraction,
-        "max_pitch_diff_hz": max_pitch_diff_hz, "max_cos_dist": max_cos_dist,
-        "hardness_threshold": pair_rules.hardness_threshold(pairs) if rule == "per_anchor" else None,
+        "rule": rule.kind, **rule.to_dict(), "directional": True,
+        "hard_partners_per_anchor": rule.partners_per_anchor(len(speakers)) if rule.kind == "per_anchor" else None,
+        "hardness_threshold": pair_rules.hardness_threshold(pairs) if rule.kind == "per_anchor" else None,
         "f0_method": settings.f0_method, "embedding": settings.embedding,
         "max_utts_per_speaker": max_utts_per_speaker, "seed": seed, "sources": os.path.abspath(sources_csv),
         "n_speakers": len(speakers), "n_speakers_in_sources": int(sources["spk_id"].nunique()),
@@ -92,15 +90,33 @@ def _unit(vector):
     return vector / (np.linalg.norm(vector) + 1e-12)
 
 
-def mine_mixtures(mixtures_csv, output, settings, cache_dir, workers=1, pairs_csv=None):
-    """Pair features of each fixed mixture, from its two source files (s1_wav, s2_wav).
+def _test_speakers(mixtures, features):
+    """Speaker-level features of the speakers of fixed mixtures, as the training speakers are
+    described: {spk_id: (pitch median over the voiced frames of its utterances in Hz, unit
+    mean embedding)}."""
+    sources = pd.concat([
+        mixtures[[f"{side}_spk", f"{side}_wav"]].set_axis(["spk_id", "wav"], axis=1) for side in ("s1", "s2")
+    ]).drop_duplicates()
+    speakers, embeddings = pair_rules.speaker_features(sources, features)
+    return dict(zip(speakers["spk_id"], zip(speakers["f0_median_hz"], embeddings)))
 
-    With ``pairs_csv`` (and its sidecar), ``hardness``/``is_hard`` follow the training rule;
-    otherwise they are left empty. A mixture whose source is unusable or unvoiced is skipped
-    and reported.
+
+def mine_mixtures(mixtures_csv, output, settings, cache_dir, workers=1, pairs_csv=None):
+    """Pair features of each fixed mixture (s1_wav, s2_wav, s1_spk, s2_spk).
+
+    Utterance level (the correlation analysis): ``f0_1, f0_2, pitch_diff_hz,
+    pitch_diff_semitones, cos_dist, energy_ratio_db`` of the two source files. Speaker level
+    (the hard labelling): ``spk_pitch_diff_hz, spk_pitch_diff_semitones, spk_cos_dist`` from
+    each speaker's pitch median and mean embedding over all its utterances in the manifest,
+    as the training speakers were mined. With ``pairs_csv`` (and its sidecar), ``hardness``
+    and ``is_hard`` place the speaker-level pair on the training rule's scale; without it
+    they are left empty (a warning says so). A mixture whose source is unusable or unvoiced
+    is skipped and reported.
     """
     mixtures = read_table(mixtures_csv, ["ID", "s1_wav", "s2_wav", "s1_spk", "s2_spk"], "mixtures CSV")
+    rule_parts = _training_rule(pairs_csv) if pairs_csv else None  # read before any audio
     features = _featurise(mixtures["s1_wav"].tolist() + mixtures["s2_wav"].tolist(), settings, cache_dir, workers)
+    speakers = _test_speakers(mixtures, features)
     report = SkipReport("mixture features")
     rows = []
     for mixture in mixtures.itertuples():
@@ -108,38 +124,45 @@ def mine_mixtures(mixtures_csv, output, settings, cache_dir, workers=1, pairs_cs
             report.add(mixture.ID, "a source file is unusable")
             continue
         f0_1, f0_2 = _utterance_median(features[mixture.s1_wav]), _utterance_median(features[mixture.s2_wav])
-        if np.isnan(f0_1) or np.isnan(f0_2):
+        if np.isnan(f0_1) or np.isnan(f0_2) or mixture.s1_spk not in speakers or mixture.s2_spk not in speakers:
             report.add(mixture.ID, "a source has no voiced frame")
             continue
         embedding_1, embedding_2 = _unit(features[mixture.s1_wav][1]), _unit(features[mixture.s2_wav][1])
+        (spk_f0_1, spk_embedding_1), (spk_f0_2, spk_embedding_2) = speakers[mixture.s1_spk], speakers[mixture.s2_spk]
         rows.append({
             "ID": mixture.ID, "s1_spk": mixture.s1_spk, "s2_spk": mixture.s2_spk, "f0_1": f0_1, "f0_2": f0_2,
             "pitch_diff_hz": abs(f0_1 - f0_2), "pitch_diff_semitones": float(pair_rules.semitones(f0_1, f0_2)),
             "cos_dist": float(1.0 - embedding_1 @ embedding_2),
             "energy_ratio_db": energy_ratio_db(load_mono(mixture.s1_wav)[0], load_mono(mixture.s2_wav)[0]),
+            "spk_pitch_diff_hz": abs(spk_f0_1 - spk_f0_2),
+            "spk_pitch_diff_semitones": float(pair_rules.semitones(spk_f0_1, spk_f0_2)),
+            "spk_cos_dist": float(1.0 - spk_embedding_1 @ spk_embedding_2),
         })
     logger.log(logging.WARNING if report.skipped else logging.INFO, report.summary())
     table = pd.DataFrame(rows)
-    table["hardness"], table["is_hard"] = _training_rule(table, pairs_csv)
+    if rule_parts is None:
+        logger.warning("No --pairs: hardness and is_hard are left empty (no training rule to place the mixtures on)")
+        table["hardness"], table["is_hard"] = np.nan, pd.NA
+    else:
+        speaker_level = table[["spk_pitch_diff_hz", "spk_pitch_diff_semitones", "spk_cos_dist"]].set_axis(
+            ["pitch_diff_hz", "pitch_diff_semitones", "cos_dist"], axis=1)
+        table["hardness"], table["is_hard"] = pair_rules.label_new_pairs(*rule_parts[:3], speaker_level)
+        logger.info("%d of %d mixtures are hard under the training rule (%.1f%%; %.1f%% of the training pairs)",
+                    int(table["is_hard"].sum()), len(table), 100 * table["is_hard"].mean(), 100 * rule_parts[3])
     write_csv(table, output)
     logger.info("Wrote %s: %d mixtures", output, len(table))
     return table
 
 
-def _training_rule(table, pairs_csv):
-    """(hardness, is_hard) of new pairs under the rule recorded with a mined pair CSV."""
-    if not pairs_csv:
-        return np.nan, np.nan
+def _training_rule(pairs_csv):
+    """(mined pairs, HardPairRule, hardness threshold, share of hard pairs) of a pair CSV and its sidecar."""
     if not os.path.isfile(sidecar_path(pairs_csv)):
         raise pair_rules.MiningError(f"{sidecar_path(pairs_csv)} (the rule of {pairs_csv}) not found")
     with open(sidecar_path(pairs_csv)) as handle:
         sidecar = json.load(handle)
-    pairs = read_table(pairs_csv, pair_rules.PAIR_COLUMNS, "pair CSV")
-    hardness = pair_rules.hardness_against(pairs, sidecar["criterion"], table["pitch_diff_semitones"].to_numpy(),
-                                       table["cos_dist"].to_numpy())
-    if sidecar["rule"] == "thresholds":
-        return hardness, pair_rules.threshold_hard(table, sidecar["max_pitch_diff_hz"], sidecar["max_cos_dist"])
-    return hardness, hardness >= sidecar["hardness_threshold"]
+    pairs = read_table(pairs_csv, ["pitch_diff_hz", "pitch_diff_semitones", "cos_dist", "is_hard"], "pair CSV")
+    rule = pair_rules.HardPairRule.from_dict(sidecar)
+    return pairs, rule, sidecar.get("hardness_threshold"), float(pairs["is_hard"].mean())
 
 
 def run_correlation(results_csv, features_csv, output_json, plot=None):

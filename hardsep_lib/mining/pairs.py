@@ -2,28 +2,98 @@
 
 Pair distances: pitch = |12 log2(f0_a / f0_b)| semitones (treats low and high voices alike;
 the Hz difference is reported too), embedding = cosine distance 1 - cos(e_a, e_b).
-Rules:
-    per-anchor (the paper's P_M): each speaker's closest ``hard_fraction`` partners under the
-        criterion are its hard partners; a pair is hard when either speaker is among the
-        other's. ``combined`` ranks partners by the mean of the two percentile ranks.
-    thresholds: pitch_diff_hz < max_pitch_diff_hz and/or cos_dist < max_cos_dist.
+The hard-pair rule (one object, ``HardPairRule``, used by mining, the DM sampler and the
+test-mixture labelling):
+    per-anchor (the paper's P_M, Fig. 1): each speaker (anchor) ranks all its partners by the
+        criterion's distance; its closest ``hard_fraction`` are *its* hard partners. Hardness is
+        directional: ``hard_for_spk1`` says spk2 is among spk1's hard partners, ``hard_for_spk2``
+        the reverse; ``is_hard`` (either direction) is a symmetric summary for reporting.
+        ``combined`` ranks partners by the mean of the two percentile ranks.
+    thresholds: pitch_diff_hz < max_pitch_diff_hz and/or cos_dist < max_cos_dist (symmetric).
 hardness = 1 - percentile rank of the criterion's distance among all pairs (higher = harder).
 """
 
+import dataclasses
 import logging
 import math
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
+from hardsep_lib.errors import HardsepError
+
 logger = logging.getLogger(__name__)
 
 CRITERIA = ("pitch", "embedding", "combined")
-PAIR_COLUMNS = ["spk1", "spk2", "f0_1", "f0_2", "pitch_diff_hz", "pitch_diff_semitones", "cos_dist", "hardness", "is_hard"]
+PAIR_COLUMNS = ["spk1", "spk2", "f0_1", "f0_2", "pitch_diff_hz", "pitch_diff_semitones", "cos_dist", "hardness",
+                "hard_for_spk1", "hard_for_spk2", "is_hard"]
 
 
-class MiningError(Exception):
+class MiningError(HardsepError):
     """Input that cannot be mined (the message says which)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HardPairRule:
+    """Which speaker pairs are hard: the criterion, P_M and the optional absolute thresholds.
+
+    Parameters
+    ----------
+    criterion : {"pitch", "embedding", "combined"}
+        What "close" means: pitch-median distance (semitones), embedding cosine distance, or
+        the mean of their percentile ranks.
+    hard_fraction : float in (0, 1]
+        P_M: the share of each anchor's partners (its closest ones) that are its hard partners.
+    max_pitch_diff_hz, max_cos_dist : float, optional
+        The threshold rule instead of P_M: a pair is hard when every given bound holds
+        (``pitch_diff_hz`` < bound in Hz, ``cos_dist`` < bound).
+
+    Example
+    -------
+    >>> rule = HardPairRule("pitch", hard_fraction=0.25)
+    >>> rule.kind, rule.partners_per_anchor(9)
+    ('per_anchor', 2)
+    >>> HardPairRule.from_dict(rule.to_dict()) == rule
+    True
+    """
+
+    criterion: str = "combined"
+    hard_fraction: float = 0.1
+    max_pitch_diff_hz: Optional[float] = None
+    max_cos_dist: Optional[float] = None
+
+    def __post_init__(self):
+        if self.criterion not in CRITERIA:
+            raise MiningError(f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
+        if not 0.0 < self.hard_fraction <= 1.0:
+            raise MiningError(f"hard_fraction (P_M) must be in (0, 1], got {self.hard_fraction}")
+        for name in ("max_pitch_diff_hz", "max_cos_dist"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise MiningError(f"{name} must be > 0, got {value}")
+
+    @property
+    def kind(self):
+        """``per_anchor`` (P_M) or ``thresholds``."""
+        return "per_anchor" if self.max_pitch_diff_hz is None and self.max_cos_dist is None else "thresholds"
+
+    def partners_per_anchor(self, n_speakers):
+        """How many hard partners each anchor has among ``n_speakers``: ceil(P_M (n - 1)), >= 1."""
+        return max(1, math.ceil(self.hard_fraction * (n_speakers - 1)))
+
+    def distance(self, pitch_st, cos_dist):
+        """The distance this rule ranks pairs by (lower = closer = harder)."""
+        return _criterion_distance(self.criterion, pitch_st, cos_dist)
+
+    def to_dict(self):
+        """The rule's fields, for a pair CSV's JSON sidecar."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record):
+        """The rule recorded in a sidecar (other keys are ignored)."""
+        return cls(**{field.name: record[field.name] for field in dataclasses.fields(cls) if field.name in record})
 
 
 def speaker_features(sources, features, max_utts=None, seed=0):
@@ -77,20 +147,18 @@ def pct_rank(values):
     return pd.Series(values).rank(pct=True).to_numpy()
 
 
-def pair_table(speakers, embeddings, criterion="combined", hard_fraction=0.1, max_pitch_diff_hz=None, max_cos_dist=None):
+def pair_table(speakers, embeddings, rule=HardPairRule()):
     """One row per unordered speaker pair (PAIR_COLUMNS), computed on whole matrices.
 
     Uses O(n^2) memory: about 0.2 GB for 2,338 speakers (2.7 M pairs).
     """
-    if criterion not in CRITERIA:
-        raise MiningError(f"unknown criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
     f0 = speakers["f0_median_hz"].to_numpy(dtype=np.float64)
     n = len(f0)
     pitch_matrix = semitones(f0[:, None], f0[None, :])
     cos_matrix = 1.0 - embeddings.astype(np.float64) @ embeddings.astype(np.float64).T
     rows, cols = np.triu_indices(n, k=1)
     pitch_st, cos_dist = pitch_matrix[rows, cols], cos_matrix[rows, cols]
-    distance = _criterion_distance(criterion, pitch_st, cos_dist)
+    distance = rule.distance(pitch_st, cos_dist)
     ids = speakers["spk_id"].to_numpy()
     table = pd.DataFrame(
         {
@@ -104,10 +172,13 @@ def pair_table(speakers, embeddings, criterion="combined", hard_fraction=0.1, ma
             "hardness": 1.0 - pct_rank(distance),
         }
     )
-    if max_pitch_diff_hz is None and max_cos_dist is None:
-        table["is_hard"] = _per_anchor_hard(distance, rows, cols, n, hard_fraction)
+    if rule.kind == "per_anchor":
+        table["hard_for_spk1"], table["hard_for_spk2"] = _per_anchor_hard(distance, rows, cols, n,
+                                                                           rule.partners_per_anchor(n))
     else:
-        table["is_hard"] = threshold_hard(table, max_pitch_diff_hz, max_cos_dist)
+        table["hard_for_spk1"] = table["hard_for_spk2"] = threshold_hard(table, rule.max_pitch_diff_hz,
+                                                                         rule.max_cos_dist)
+    table["is_hard"] = table["hard_for_spk1"] | table["hard_for_spk2"]
     return table[PAIR_COLUMNS]
 
 
@@ -130,17 +201,16 @@ def threshold_hard(table, max_pitch_diff_hz, max_cos_dist):
     return hard
 
 
-def _per_anchor_hard(distance, rows, cols, n, hard_fraction):
-    """The paper's P_M rule: pair (a, b) is hard when b is among a's closest
-    ceil(hard_fraction (n - 1)) partners, or a among b's."""
+def _per_anchor_hard(distance, rows, cols, n, k):
+    """The paper's P_M rule, per direction: (b is among a's closest ``k`` partners, a is
+    among b's) for each pair (a, b) = (rows, cols)."""
     matrix = np.full((n, n), np.inf)
     matrix[rows, cols] = distance
     matrix[cols, rows] = distance
-    k = max(1, math.ceil(hard_fraction * (n - 1)))
     closest = np.argpartition(matrix, k - 1, axis=1)[:, :k]
     member = np.zeros((n, n), dtype=bool)
     member[np.repeat(np.arange(n), k), closest.ravel()] = True
-    return member[rows, cols] | member[cols, rows]
+    return member[rows, cols], member[cols, rows]
 
 
 def hardness_threshold(table):
@@ -157,14 +227,25 @@ def _share_at_or_below(reference, values):
     return np.searchsorted(reference, values, side="right") / len(reference)
 
 
-def hardness_against(pairs, criterion, pitch_st, cos_dist):
+def hardness_against(pairs, rule, pitch_st, cos_dist):
     """Hardness of new pairs (arrays of semitone and cosine distances) on the scale of a mined
     pair table: 1 - the share of mined pairs whose criterion distance is at most theirs."""
     reference_pitch = pairs["pitch_diff_semitones"].to_numpy()
     reference_cos = pairs["cos_dist"].to_numpy()
-    if criterion == "combined":
+    if rule.criterion == "combined":
         distance = (_share_at_or_below(reference_pitch, pitch_st) + _share_at_or_below(reference_cos, cos_dist)) / 2.0
     else:
-        distance = pitch_st if criterion == "pitch" else cos_dist
-    reference = _criterion_distance(criterion, reference_pitch, reference_cos)
+        distance = pitch_st if rule.criterion == "pitch" else cos_dist
+    reference = rule.distance(reference_pitch, reference_cos)
     return 1.0 - _share_at_or_below(reference, distance)
+
+
+def label_new_pairs(pairs, rule, threshold, table):
+    """(hardness, is_hard) of new pairs (``table`` with pitch_diff_hz, pitch_diff_semitones,
+    cos_dist) under the training ``rule`` of the mined ``pairs``: the threshold rule directly,
+    the per-anchor rule as hardness on the training scale >= ``threshold`` (the sidecar's
+    ``hardness_threshold``)."""
+    hardness = hardness_against(pairs, rule, table["pitch_diff_semitones"].to_numpy(), table["cos_dist"].to_numpy())
+    if rule.kind == "thresholds":
+        return hardness, threshold_hard(table, rule.max_pitch_diff_hz, rule.max_cos_dist)
+    return hardness, hardness >= threshold

@@ -4,6 +4,8 @@ import warnings
 
 import numpy as np
 
+from hardsep_lib.errors import OptionError
+
 with warnings.catch_warnings():
     # pyworld 0.3.5 imports pkg_resources, deprecated in setuptools >= 67.
     warnings.simplefilter("ignore", UserWarning)
@@ -31,7 +33,7 @@ def voiced_f0(signal, sample_rate, method="dio"):
     agree within about 1%.
     """
     if method not in F0_METHODS:
-        raise ValueError(f"unknown F0 method {method!r}; choose one of {', '.join(F0_METHODS)}")
+        raise OptionError(f"unknown F0 method {method!r}; choose one of {', '.join(F0_METHODS)}")
     x = np.ascontiguousarray(signal, dtype=np.float64)
     options = {"f0_floor": F0_FLOOR_HZ, "f0_ceil": F0_CEIL_HZ, "frame_period": FRAME_PERIOD_MS}
     if method == "dio":

@@ -18,6 +18,23 @@ def gather_objects(obj):
     return parts
 
 
+def gather_floats(values, capacity):
+    """[values of rank 0, values of rank 1, ...] (lists of floats) on every rank.
+
+    One tensor all_gather of ``capacity + 1`` floats per rank (count + values, NaN-padded):
+    several times cheaper than all_gather_object's pickling, which matters once per optimiser
+    step. ``capacity`` bounds the number of values any rank sends.
+    """
+    if not is_distributed():
+        return [list(values)]
+    packed = torch.full((capacity + 1,), float("nan"), dtype=torch.float64)
+    packed[0] = len(values)
+    packed[1:len(values) + 1] = torch.as_tensor(values, dtype=torch.float64)
+    parts = [torch.empty_like(packed) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, packed)
+    return [part[1:int(part[0]) + 1].tolist() for part in parts]
+
+
 def sum_over_ranks(values):
     """Element-wise sum of a list of numbers over all ranks."""
     tensor = torch.tensor(values, dtype=torch.float64)

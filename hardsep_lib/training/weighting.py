@@ -26,22 +26,75 @@ def weighted_loss(losses):
     return (rank_weights(len(losses), losses.device, losses.dtype) * ordered).sum()
 
 
-def training_loss(losses, threshold=None, weighted=True):
-    """The loss to back-propagate from per-mixture losses (B,) (-SI-SNR, dB).
+class StepLossReduction:
+    """Reduces the per-mixture losses of one optimiser step to the loss to back-propagate.
 
-    Non-finite losses are dropped first; then, as SpeechBrain's separation recipes do, losses
-    at or below ``threshold`` (mixtures already separated beyond -threshold dB) are dropped
-    unless that would drop them all. Returns (loss or None when nothing finite remains,
-    number of non-finite mixtures dropped).
+    Like Asteroid's ``PITLossWrapper`` reductions, a loss *object* for the YAML: the per-
+    mixture PIT loss (-SI-SNR, dB) is computed elsewhere; this object says how the mixtures
+    of a step are combined. Non-finite losses are dropped first; then, as SpeechBrain's
+    separation recipes do, mixtures at or below ``threshold`` (already separated beyond
+    -threshold dB) are dropped unless that would drop them all. The kept mixtures get the
+    rank weights w_k = 2k / (B (B + 1)) (``weighted``, WTL) or 1 / B (plain mean).
+
+    Parameters
+    ----------
+    weighted : bool
+        WTL on or off.
+    threshold : float, optional
+        Loss (dB of -SI-SNR) at or below which a mixture counts as solved (e.g. -30).
+    use_threshold : bool
+        SpeechBrain's ``threshold_byloss``.
+
+    Example
+    -------
+    >>> reduction = StepLossReduction(weighted=True)
+    >>> weights, n_nonfinite = reduction.weights(torch.tensor([-20.0, 3.0, -5.0, float("nan")]))
+    >>> [round(w, 3) for w in weights.tolist()], n_nonfinite
+    ([0.167, 0.5, 0.333, 0.0], 1)
+    >>> round(reduction(torch.tensor([-20.0, 3.0, -5.0])).item(), 3)
+    -3.5
     """
-    finite = torch.isfinite(losses)
-    n_nonfinite = int((~finite).sum())
-    kept = losses[finite]
-    if kept.numel() == 0:
-        return None, n_nonfinite
-    if threshold is not None and (kept > threshold).any():
-        kept = kept[kept > threshold]
-    return (weighted_loss(kept) if weighted else kept.mean()), n_nonfinite
+
+    def __init__(self, weighted=True, threshold=None, use_threshold=True):
+        self.weighted = weighted
+        self.threshold = threshold if use_threshold else None
+
+    def weights(self, losses):
+        """Constant weights (N,) of per-mixture losses (N,), zero for dropped mixtures, summing
+        to 1 over the kept ones (all zero when none is finite); and the number of non-finite
+        losses."""
+        losses = losses.detach()
+        kept = torch.isfinite(losses)
+        n_nonfinite = int((~kept).sum())
+        if self.threshold is not None and (losses[kept] > self.threshold).any():
+            kept &= losses > self.threshold
+        weights = torch.zeros_like(losses)
+        count = int(kept.sum())
+        if count == 0:
+            return weights, n_nonfinite
+        if self.weighted:
+            # ascending loss = best first: the largest weight falls on the hardest mixture
+            order = torch.argsort(losses[kept], stable=True)
+            kept_weights = torch.empty(count, dtype=losses.dtype, device=losses.device)
+            kept_weights[order] = rank_weights(count, losses.device, losses.dtype)
+            weights[kept] = kept_weights
+        else:
+            weights[kept] = 1.0 / count
+        return weights, n_nonfinite
+
+    def __call__(self, losses):
+        """The reduced loss of per-mixture losses (N,): a 0-dim tensor with gradients."""
+        return apply_weights(losses, self.weights(losses)[0])
+
+
+def apply_weights(losses, weights):
+    """sum_i w_i l_i over the mixtures with a weight (dropped, possibly non-finite losses
+    contribute neither value nor gradient). With no weight at all, the plain mean (so that
+    SpeechBrain's own non-finite loss handling sees the non-finite value)."""
+    if not bool((weights > 0).any()):
+        return losses.mean()
+    safe = torch.where(weights > 0, losses, torch.zeros_like(losses))
+    return (weights * safe).sum()
 
 
 class ValidationScores:
