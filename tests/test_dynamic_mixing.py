@@ -94,3 +94,31 @@ def test_dataset_hard_ratio_with_a_mined_csv(synth_prepared, tmp_path):
     assert abs(hard - 0.8) < 3 * np.sqrt(0.8 * 0.2 / 2000)
     with pytest.raises(HardPairError, match="at least 2 speakers"):
         DynamicMixingDataset(sources[sources["spk_id"] == speakers[0]], 10, 8000)
+
+
+def test_a_mixtures_training_loss_does_not_depend_on_its_batch_partners(synth_prepared, tmp_path):
+    """Items are cut to one length, so a batch holds no padding: the loss of a mixture is the
+    same alone and beside partners drawn from longer utterances (DM and fixed mixtures)."""
+    import speechbrain as sb
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    from hardsep_lib.data.dataio import FixedMixtureSegments
+    from hardsep_lib.training.brain import Separation
+
+    _, save = synth_prepared
+    with open("hparams/sepformer_tiny.yaml") as handle:
+        hparams = load_hyperpyyaml(handle, {"output_folder": str(tmp_path / "out")})
+    brain = Separation(modules=hparams["modules"], hparams=hparams, run_opts={"device": "cpu"})
+    sources = pd.read_csv(f"{save}/train_sources.csv", dtype={"spk_id": str})
+    fixed = FixedMixtureSegments(pd.read_csv(f"{save}/train.csv", dtype={"ID": str}), 4000, 8000, seed=2)
+    for dataset in (DynamicMixingDataset(sources, 50, 4000, seed=2), fixed):
+        items = [dataset[i] for i in range(6)]
+        lengths = {len(item["mix_sig"]) for item in items}
+        assert lengths == {4000}
+        with torch.no_grad():
+            alone = brain.mixture_losses(brain.compute_forward(sb.dataio.batch.PaddedBatch(items[:1]), sb.Stage.TRAIN))
+            batched = brain.mixture_losses(brain.compute_forward(sb.dataio.batch.PaddedBatch(items), sb.Stage.TRAIN))
+        torch.testing.assert_close(batched[0], alone[0], rtol=1e-5, atol=1e-5)
+    frames = np.round(sources["duration"] * sources["sample_rate"]).to_numpy()
+    assert (frames > 4000).any() and len(set(frames)) > 1  # partners came from utterances of other lengths
