@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 DEMO ?= demo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench clean ablation
 
 setup: $(VENV)/.installed
 
@@ -39,3 +39,7 @@ bench: setup
 
 clean:
 	rm -rf $(DEMO)
+
+# make ablation: the paper's ablation table at CPU scale (hours; resumable: run it again after a stop)
+ablation: setup
+	$(PYTHON) ablation.py run hparams/ablation_cpu.yaml --output_folder results/ablation_cpu --jobs 2

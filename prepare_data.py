@@ -29,6 +29,8 @@ def parse_args(argv):
                         help="generated mixtures per split (folder and synth corpora)")
     parser.add_argument("--held_out_fraction", type=float, default=0.15,
                         help="share of speakers held out for each of valid and test (folder and synth)")
+    parser.add_argument("--n_speakers", type=int, default=48,
+                        help="speakers of the generated synth corpus (a multiple of 6, up to 132)")
     return parser.parse_args(argv)
 
 

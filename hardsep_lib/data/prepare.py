@@ -46,6 +46,7 @@ def prepare_data(
     seed=1234,
     n_mixtures=(1000, 200, 300),
     held_out_fraction=0.15,
+    n_speakers=48,
 ):
     """Writes the manifests of ``corpus`` into ``save_folder`` (see the module docstring).
 
@@ -70,6 +71,8 @@ def prepare_data(
         Generated (train, valid, test) mixtures for the folder and synth corpora.
     held_out_fraction : float
         Share of speakers held out for each of valid and test (folder and synth corpora).
+    n_speakers : int
+        Speakers of the generated synth corpus (a multiple of 6, 6-132); ignored otherwise.
     """
     if corpus not in CORPORA:
         raise PreparationError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
@@ -82,13 +85,15 @@ def prepare_data(
         "n_mixtures": list(n_mixtures),
         "held_out_fraction": held_out_fraction,
     }
+    if corpus == "synth":
+        options["n_speakers"] = n_speakers
     if _already_prepared(save_folder, options):
         logger.info("Manifests in %s match these options; skipping preparation.", save_folder)
         return
     if corpus == "synth":
         from hardsep_lib.data.synth_corpus import generate_corpus
 
-        generate_corpus(data_folder, seed=seed)
+        generate_corpus(data_folder, seed=seed, n_speakers=n_speakers)
     context = _Context(save_folder, sample_rate, np.random.default_rng(seed))
     if corpus in ("wsj0-2mix", "librimix"):
         manifests = _prepare_public_mixtures(corpus, data_folder, dm_folder, context)

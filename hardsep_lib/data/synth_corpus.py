@@ -1,9 +1,11 @@
 """The deterministic espeak-ng demo corpus, in the ``<root>/<speaker>/<utt>.wav`` folder layout.
 
-48 speakers: 16 espeak-ng voice variants (8 male, 8 female) x 3 pitch settings each. Per
-variant, one speaker is low and two are "twins": the same variant at pitch settings two steps
-apart, so near-identical voice pairs (close pitch, close timbre) exist for hard-pair mining.
-Median F0 spans roughly 80-300 Hz. The table of speakers is written to ``speakers.csv``.
+48 speakers by default: 16 espeak-ng voice variants (8 male, 8 female) x 3 pitch settings
+each; up to 144 with ``n_speakers`` (a multiple of 6: more variants, half male, half female;
+the first 48 are always the default corpus). Per variant, one speaker is low and two are
+"twins": the same variant at pitch settings two steps apart, so near-identical voice pairs
+(close pitch, close timbre) exist for hard-pair mining. Median F0 spans roughly 80-300 Hz.
+The table of speakers is written to ``speakers.csv``.
 """
 
 import logging
@@ -16,12 +18,19 @@ import numpy as np
 import pandas as pd
 
 from hardsep_lib.data.audio import load_mono, resample
+from hardsep_lib.errors import OptionError
 from hardsep_lib.io_utils import write_csv, write_wav
 
 logger = logging.getLogger(__name__)
 
-MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "klatt")
-FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5", "linda", "Annie", "Alicia")
+MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "klatt",
+                 "m8", "klatt2", "klatt3", "klatt4", "norbert", "travis", "victor", "Andy", "Michael", "Mike",
+                 "Paul", "Robert", "Ed", "John", "Max", "Zac")
+FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5", "linda", "Annie", "Alicia",
+                   "Andrea", "Auntie", "Belinda", "Steph", "Steph2", "Steph3", "anika", "shelby", "grandma",
+                   "female2", "female3", "female4", "female5", "Demonic")
+DEFAULT_SPEAKERS = 48
+MAX_SPEAKERS = 6 * min(len(MALE_VARIANTS), len(FEMALE_VARIANTS))
 # espeak-ng -p settings (0-99): (low, twin A, twin B) per gender.
 MALE_PITCHES = (30, 62, 64)
 FEMALE_PITCHES = (35, 70, 72)
@@ -56,24 +65,28 @@ SENTENCES = (
 )
 
 
-def speaker_table():
-    """One row per speaker: spk_id, variant, gender, pitch (espeak -p), speed (words/min), twin."""
+def speaker_table(n_speakers=DEFAULT_SPEAKERS):
+    """One row per speaker: spk_id, variant, gender, pitch (espeak -p), speed (words/min), twin.
+
+    The default 48 voices come first (the same voices whatever ``n_speakers``; ids get three
+    digits from 101 speakers on); more speakers add voice variants, three speakers each.
+    """
+    if n_speakers % 6 or not 6 <= n_speakers <= MAX_SPEAKERS:
+        raise OptionError(f"--n_speakers must be a multiple of 6 in [6, {MAX_SPEAKERS}], got {n_speakers}")
+    per_gender = n_speakers // 6
+    default = DEFAULT_SPEAKERS // 6
+    groups = [(gender, variants[index], pitches, index)
+              for block in ((0, min(per_gender, default)), (default, per_gender))
+              for gender, variants, pitches in (("M", MALE_VARIANTS, MALE_PITCHES), ("F", FEMALE_VARIANTS, FEMALE_PITCHES))
+              for index in range(*block)]
+    width = max(2, len(str(n_speakers - 1)))
     rows = []
-    for gender, variants, pitches in (("M", MALE_VARIANTS, MALE_PITCHES), ("F", FEMALE_VARIANTS, FEMALE_PITCHES)):
-        for variant_index, variant in enumerate(variants):
-            base = len(rows)
-            for pitch_index, pitch in enumerate(pitches):
-                twin = f"spk{base + 3 - pitch_index:02d}" if pitch_index else ""
-                rows.append(
-                    {
-                        "spk_id": f"spk{len(rows):02d}",
-                        "variant": variant,
-                        "gender": gender,
-                        "pitch": pitch,
-                        "speed": 150 + 5 * (variant_index % 4),
-                        "twin": twin,
-                    }
-                )
+    for gender, variant, pitches, variant_index in groups:
+        base = len(rows)
+        for pitch_index, pitch in enumerate(pitches):
+            twin = f"spk{base + 3 - pitch_index:0{width}d}" if pitch_index else ""
+            rows.append({"spk_id": f"spk{len(rows):0{width}d}", "variant": variant, "gender": gender,
+                         "pitch": pitch, "speed": 150 + 5 * (variant_index % 4), "twin": twin})
     return pd.DataFrame(rows)
 
 
@@ -104,13 +117,14 @@ def _utterance_jobs(speakers, seed, utterances_per_speaker, sentences_per_uttera
 
 
 def generate_corpus(root, seed=1234, workers=2, utterances_per_speaker=UTTERANCES_PER_SPEAKER,
-                    sentences_per_utterance=1):
-    """Writes the corpus under ``root`` (skipping files already there); returns the speaker table.
+                    sentences_per_utterance=1, n_speakers=DEFAULT_SPEAKERS):
+    """Writes the corpus of ``n_speakers`` under ``root`` (skipping files already there);
+    returns the speaker table.
 
     Each utterance reads ``sentences_per_utterance`` Harvard sentences (1: about 2.5 s; 3:
     about 7.5 s, the length of a WSJ0 utterance).
     """
-    speakers = speaker_table()
+    speakers = speaker_table(n_speakers)
     jobs = _utterance_jobs(speakers, seed, utterances_per_speaker, sentences_per_utterance)
     jobs = [job for job in jobs if not os.path.exists(os.path.join(root, job[0]))]
 
