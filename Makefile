@@ -32,6 +32,8 @@ demo: setup
 	$(PYTHON) mine_hard.py correlate --results $(DEMO)/sepformer_tiny/test_results.csv \
 		--features $(DEMO)/prep/test_features.csv --plot $(DEMO)/correlation.png
 	$(PYTHON) -c "import pandas as pd; print(pd.read_json('$(DEMO)/sepformer_tiny/test_summary.json').to_string(index=False))"
+	$(PYTHON) separate.py --model $(DEMO)/sepformer_tiny --output_folder $(DEMO)/separated \
+		$$(sed -n 2p $(DEMO)/prep/test.csv | cut -d, -f3)
 
 bench: setup
 	$(PYTHON) bench/mining.py

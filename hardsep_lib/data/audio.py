@@ -31,11 +31,6 @@ class AudioInfo:
     frames: int
     sample_rate: int
 
-    @property
-    def duration(self):
-        """Length in seconds."""
-        return self.frames / self.sample_rate
-
 
 def read_info(path):
     """Reads the header of ``path`` (no decoding); raises UnusableAudio for a bad or empty file."""

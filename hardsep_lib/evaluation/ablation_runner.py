@@ -1,6 +1,6 @@
 """ablation.py run: the paper's ablation rows, trained once per (training, seed), resumable.
 
-Rows (method.md and the paper's tables, plus ours):
+Rows (docs/method.md and the paper's tables, plus ours):
 
     row                   trains with                                        selects by
     baseline              fixed training mixtures (no DM), plain loss        plain

@@ -16,9 +16,8 @@ from hardsep_lib.errors import OptionError
 
 
 class EmbeddingBackend:
-    """Interface: ``name`` (cache key), ``sample_rate`` (Hz) and ``embed(signals)``."""
+    """Interface: ``sample_rate`` (Hz) and ``embed(signals)``."""
 
-    name = ""
     sample_rate = 16000
 
     def embed(self, signals):
@@ -38,7 +37,6 @@ class ResemblyzerBackend(EmbeddingBackend):
     mean that mining uses averages over many windows anyway.
     """
 
-    name = "resemblyzer"
     partials_per_second = 0.625
     # resemblyzer's default: a last partial at least 75% covered by audio is kept (zero-padded)
     min_coverage = 0.75
@@ -82,7 +80,6 @@ class SpeechBrainBackend(EmbeddingBackend):
     def __init__(self, source, device="cpu", models_dir="pretrained_models"):
         from speechbrain.inference.classifiers import EncoderClassifier
 
-        self.name = "speechbrain:" + source
         savedir = os.path.join(models_dir, source.strip("/").replace("/", "_"))
         self.model = EncoderClassifier.from_hparams(source=source, savedir=savedir, run_opts={"device": device})
         self.sample_rate = self.model.audio_normalizer.sample_rate

@@ -1,4 +1,4 @@
-"""Speaker-level features, the scored speaker-pair table, and the hard-pair rule (method.md).
+"""Speaker-level features, the scored speaker-pair table, and the hard-pair rule (docs/method.md).
 
 Pair distances: pitch = |12 log2(f0_a / f0_b)| semitones (treats low and high voices alike;
 the Hz difference is reported too), embedding = cosine distance 1 - cos(e_a, e_b).

@@ -8,7 +8,7 @@ training loop (``fit_batch``: gradient accumulation, ``no_sync``, AMP, ``max_gra
 them is back-propagated).
 
 Switches:
-    weighted_train_loss   WTL: the rank weights of method.md over every mixture of one
+    weighted_train_loss   WTL: the rank weights of docs/method.md over every mixture of one
                           optimiser step (batch_size x grad_accumulation_factor x processes)
     weighted_valid_loss   WVL: which validation score picks the tested checkpoint. Both the
                           plain and the weighted best checkpoints are kept, and the LR

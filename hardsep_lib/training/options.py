@@ -11,7 +11,7 @@ from hardsep_lib.errors import OptionError
 
 BOOLEAN_KEYS = ("dynamic_mixing", "weighted_train_loss", "weighted_valid_loss", "skip_prep", "threshold_byloss")
 POSITIVE_INT_KEYS = ("batch_size", "dm_epoch_size", "number_of_epochs", "training_signal_len", "sample_rate")
-# method.md: WTL must rank several mixtures per optimiser step (with one it is the plain loss).
+# docs/method.md: WTL must rank several mixtures per optimiser step (with one it is the plain loss).
 MIN_MIXTURES_PER_WTL_STEP = 4
 TEST_SELECTIONS = ("plain", "weighted")
 

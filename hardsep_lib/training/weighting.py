@@ -1,4 +1,4 @@
-"""Local hard mining (method.md): rank-weighted SI-SNR for training (WTL) and validation (WVL).
+"""Local hard mining (docs/method.md): rank-weighted SI-SNR for training (WTL) and validation (WVL).
 
 Sorted best first, the mixture at position k = 1..B weighs w_k = 2k / (B (B + 1)): the worst
 mixture weighs most and the weights sum to 1. The weights are constants; gradients reach

@@ -1,0 +1,1 @@
+"""hardsep_lib.inference (see hardsep_lib/__init__.py)."""
