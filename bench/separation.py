@@ -22,6 +22,8 @@ import pandas as pd
 import soundfile as sf
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # hardsep_lib for the YAMLs
+
 MODELS = ("sepformer_tiny", "convtasnet_cpu", "convtasnet_hard", "sepformer_hard")
 PEAK_PROBE = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
               "runpy.run_path('separate.py', run_name='__main__'); "
