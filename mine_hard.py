@@ -43,6 +43,9 @@ def pairs_parser():
     parser.add_argument("--max_cos_dist", type=float, help="threshold rule instead of P_M: cos_dist < this")
     parser.add_argument("--max_utts_per_speaker", type=int, help="at most K random utterances per speaker")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs_output", default="auto", choices=("auto", "all", "hard"),
+                        help="rows to write: every pair, only the hard ones (what the DM sampler reads), or auto "
+                             "(all up to 3,000 speakers)")
     parser.add_argument("--num_shards", type=int, default=1, help="split feature extraction over a job array")
     parser.add_argument("--shard_index", type=int, default=0)
     return parser
@@ -89,7 +92,8 @@ def run(argv):
                               f"{args.shard_index} of {args.num_shards}")
         rule = HardPairRule(args.criterion, args.hard_fraction, args.max_pitch_diff_hz, args.max_cos_dist)
         mine_pairs(args.sources, args.output, feature_settings(args), cache_dir(args), args.speakers_out,
-                   args.workers, rule, args.max_utts_per_speaker, args.seed, args.num_shards, args.shard_index)
+                   args.workers, rule, args.max_utts_per_speaker, args.seed, args.num_shards, args.shard_index,
+                   args.pairs_output)
 
 
 def main(argv):

@@ -82,7 +82,9 @@ def load_hard_partners(pairs_csv, speakers):
     """
     wanted = {"spk1", "spk2", "is_hard", "hard_for_spk1", "hard_for_spk2"}
     try:
-        pairs = pd.read_csv(pairs_csv, dtype={"spk1": str, "spk2": str}, usecols=lambda column: column in wanted)
+        header = pd.read_csv(pairs_csv, nrows=0).columns
+        pairs = pd.read_csv(pairs_csv, dtype={"spk1": str, "spk2": str}, engine="pyarrow",
+                            usecols=[column for column in header if column in wanted])
     except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError, ValueError) as error:
         raise HardPairError(f"cannot read the pair CSV {pairs_csv}: {error}") from error
     if {"hard_for_spk1", "hard_for_spk2"} <= set(pairs.columns) and {"spk1", "spk2"} <= set(pairs.columns):

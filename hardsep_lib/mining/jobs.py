@@ -13,6 +13,7 @@ from hardsep_lib.io_utils import write_csv, write_json
 from hardsep_lib.mining import correlation
 from hardsep_lib.mining import pairs as pair_rules
 from hardsep_lib.mining.features import compute_features, load_features
+from hardsep_lib.mining.pair_stream import EXACT_PAIRS, PairStream, reference_path
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,16 @@ def _featurise(paths, settings, cache_dir, workers):
 
 
 def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, workers=1,
-               rule=pair_rules.HardPairRule(), max_utts_per_speaker=None, seed=0, num_shards=1, shard_index=0):
-    """Mines the speaker-pair CSV and its JSON sidecar (and the speakers CSV when asked).
+               rule=pair_rules.HardPairRule(), max_utts_per_speaker=None, seed=0, num_shards=1, shard_index=0,
+               pairs_output="auto"):
+    """Mines the speaker-pair CSV, its JSON sidecar and reference distributions (and the
+    speakers CSV when asked); returns the written pair table (read back).
 
-    With ``num_shards`` > 1 only this shard's features are computed into the shared cache; a
-    final call without sharding then finds them all cached and writes the tables.
+    The table is computed and written in blocks of anchors (pair_stream.PairStream);
+    ``pairs_output`` is ``all`` (every pair), ``hard`` (the rows hard for either side) or
+    ``auto`` (all up to pair_stream.AUTO_ALL_MAX_SPEAKERS speakers). With ``num_shards`` > 1
+    only this shard's features are computed into the shared cache; a final call without
+    sharding then finds them all cached and writes the tables.
     """
     sources = read_table(sources_csv, ["spk_id", "wav"], "sources CSV")
     paths = sources["wav"].tolist()
@@ -63,22 +69,25 @@ def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, work
         return None
     features = _featurise(paths, settings, cache_dir, workers)
     speakers, embeddings = pair_rules.speaker_features(sources, features, max_utts_per_speaker, seed)
-    pairs = pair_rules.pair_table(speakers, embeddings, rule)
     if speakers_out:
         write_csv(speakers, speakers_out)
-    write_csv(pairs, output)
+    stream = PairStream(speakers, embeddings, rule, seed=seed)
+    n_rows, pairs_output = stream.write(output, pairs_output)
     sidecar = {
-        "rule": rule.kind, **rule.to_dict(), "directional": True,
+        "rule": rule.kind, **rule.to_dict(), "directional": True, "pairs_output": pairs_output,
+        "n_rows_written": n_rows, "reference": os.path.basename(reference_path(output)),
+        "percentile_ranks": "exact (every pair)" if stream.exact else f"a seeded sample of {EXACT_PAIRS} pairs",
         "hard_partners_per_anchor": rule.partners_per_anchor(len(speakers)) if rule.kind == "per_anchor" else None,
-        "hardness_threshold": pair_rules.hardness_threshold(pairs) if rule.kind == "per_anchor" else None,
+        "hardness_threshold": stream.hardness_threshold() if rule.kind == "per_anchor" else None,
         "f0_method": settings.f0_method, "embedding": settings.embedding,
         "max_utts_per_speaker": max_utts_per_speaker, "seed": seed, "sources": os.path.abspath(sources_csv),
         "n_speakers": len(speakers), "n_speakers_in_sources": int(sources["spk_id"].nunique()),
-        "n_utterances_used": len(features), "n_pairs": len(pairs), "n_hard_pairs": int(pairs["is_hard"].sum()),
+        "n_utterances_used": len(features), "n_pairs": stream.n_pairs, "n_hard_pairs": stream.n_hard,
     }
     write_json(sidecar, sidecar_path(output))
-    logger.info("Wrote %s: %d pairs of %d speakers, %d hard", output, len(pairs), len(speakers), sidecar["n_hard_pairs"])
-    return pairs
+    logger.info("Wrote %s: %d rows (%s) of %d pairs of %d speakers, %d hard", output, n_rows, pairs_output,
+                stream.n_pairs, len(speakers), stream.n_hard)
+    return pd.read_csv(output, dtype={"spk1": str, "spk2": str})
 
 
 def _utterance_median(features):
@@ -155,14 +164,22 @@ def mine_mixtures(mixtures_csv, output, settings, cache_dir, workers=1, pairs_cs
 
 
 def _training_rule(pairs_csv):
-    """(mined pairs, HardPairRule, hardness threshold, share of hard pairs) of a pair CSV and its sidecar."""
+    """(reference distributions, HardPairRule, hardness threshold, share of hard pairs) of a
+    mined pair CSV, from its sidecar and reference .npz (or, for a CSV mined before those
+    existed, from its rows, which then hold every pair)."""
     if not os.path.isfile(sidecar_path(pairs_csv)):
         raise pair_rules.MiningError(f"{sidecar_path(pairs_csv)} (the rule of {pairs_csv}) not found")
     with open(sidecar_path(pairs_csv)) as handle:
         sidecar = json.load(handle)
-    pairs = read_table(pairs_csv, ["pitch_diff_hz", "pitch_diff_semitones", "cos_dist", "is_hard"], "pair CSV")
     rule = pair_rules.HardPairRule.from_dict(sidecar)
-    return pairs, rule, sidecar.get("hardness_threshold"), float(pairs["is_hard"].mean())
+    if os.path.isfile(reference_path(pairs_csv)):
+        with np.load(reference_path(pairs_csv), allow_pickle=False) as arrays:
+            reference = {key: arrays[key] for key in ("pitch_diff_semitones", "cos_dist", "criterion")}
+    else:
+        pairs = read_table(pairs_csv, ["pitch_diff_semitones", "cos_dist"], "pair CSV")
+        reference = pair_rules.reference_distributions(pairs, rule)
+    share = sidecar["n_hard_pairs"] / sidecar["n_pairs"]
+    return reference, rule, sidecar.get("hardness_threshold"), share
 
 
 def run_correlation(results_csv, features_csv, output_json, plot=None):

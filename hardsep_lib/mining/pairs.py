@@ -142,15 +142,32 @@ def semitones(f0_a, f0_b):
     return np.abs(12.0 * np.log2(np.asarray(f0_a) / np.asarray(f0_b)))
 
 
+def mid_rank(sorted_reference, values):
+    """Percentile rank in (0, 1] of ``values`` among a sorted reference distribution (ties
+    share their mean rank): pandas' ``rank(pct=True)`` when the reference is the values."""
+    below = np.searchsorted(sorted_reference, values, side="left")
+    at_or_below = np.searchsorted(sorted_reference, values, side="right")
+    return (below + at_or_below + 1) / 2.0 / len(sorted_reference)
+
+
 def pct_rank(values):
     """Percentile rank in (0, 1] of each value among ``values`` (ties share the mean rank)."""
-    return pd.Series(values).rank(pct=True).to_numpy()
+    return mid_rank(np.sort(values), values)
+
+
+def _closest(distance, k):
+    """(rows, n) bool: each row's ``k`` smallest distances, ties broken by column index."""
+    order = np.argsort(distance, axis=1, kind="stable")[:, :k]
+    member = np.zeros(distance.shape, dtype=bool)
+    np.put_along_axis(member, order, True, axis=1)
+    return member
 
 
 def pair_table(speakers, embeddings, rule=HardPairRule()):
     """One row per unordered speaker pair (PAIR_COLUMNS), computed on whole matrices.
 
-    Uses O(n^2) memory: about 0.2 GB for 2,338 speakers (2.7 M pairs).
+    The in-memory reference for small corpora and tests (O(n^2) floats: 0.2 GB at 2,338
+    speakers); mining writes the same table in blocks with ``pair_stream.PairStream``.
     """
     f0 = speakers["f0_median_hz"].to_numpy(dtype=np.float64)
     n = len(f0)
@@ -207,18 +224,8 @@ def _per_anchor_hard(distance, rows, cols, n, k):
     matrix = np.full((n, n), np.inf)
     matrix[rows, cols] = distance
     matrix[cols, rows] = distance
-    closest = np.argpartition(matrix, k - 1, axis=1)[:, :k]
-    member = np.zeros((n, n), dtype=bool)
-    member[np.repeat(np.arange(n), k), closest.ravel()] = True
+    member = _closest(matrix, k)
     return member[rows, cols], member[cols, rows]
-
-
-def hardness_threshold(table):
-    """The lowest hardness that the rule marks hard in ``table``, to place new pairs (test
-    mixtures of unseen speakers) in the training rule's hard region: a new pair is hard
-    when its hardness against the training distances reaches the share of hard pairs."""
-    share = float(table["is_hard"].mean())
-    return float(np.quantile(table["hardness"], 1.0 - share)) if share > 0 else math.inf
 
 
 def _share_at_or_below(reference, values):
@@ -227,25 +234,31 @@ def _share_at_or_below(reference, values):
     return np.searchsorted(reference, values, side="right") / len(reference)
 
 
-def hardness_against(pairs, rule, pitch_st, cos_dist):
-    """Hardness of new pairs (arrays of semitone and cosine distances) on the scale of a mined
-    pair table: 1 - the share of mined pairs whose criterion distance is at most theirs."""
-    reference_pitch = pairs["pitch_diff_semitones"].to_numpy()
-    reference_cos = pairs["cos_dist"].to_numpy()
+def reference_distributions(pairs, rule):
+    """{pitch_diff_semitones, cos_dist, criterion}: the mined pairs' distance distributions,
+    from a pair table holding every pair."""
+    pitch, cos = pairs["pitch_diff_semitones"].to_numpy(), pairs["cos_dist"].to_numpy()
+    return {"pitch_diff_semitones": pitch, "cos_dist": cos, "criterion": rule.distance(pitch, cos)}
+
+
+def hardness_against(reference, rule, pitch_st, cos_dist):
+    """Hardness of new pairs (arrays of semitone and cosine distances) on the scale of the
+    mined pairs (``reference_distributions``): 1 - the share of mined pairs whose criterion
+    distance is at most theirs."""
     if rule.criterion == "combined":
-        distance = (_share_at_or_below(reference_pitch, pitch_st) + _share_at_or_below(reference_cos, cos_dist)) / 2.0
+        distance = (_share_at_or_below(reference["pitch_diff_semitones"], pitch_st)
+                    + _share_at_or_below(reference["cos_dist"], cos_dist)) / 2.0
     else:
         distance = pitch_st if rule.criterion == "pitch" else cos_dist
-    reference = rule.distance(reference_pitch, reference_cos)
-    return 1.0 - _share_at_or_below(reference, distance)
+    return 1.0 - _share_at_or_below(reference["criterion"], distance)
 
 
-def label_new_pairs(pairs, rule, threshold, table):
+def label_new_pairs(reference, rule, threshold, table):
     """(hardness, is_hard) of new pairs (``table`` with pitch_diff_hz, pitch_diff_semitones,
-    cos_dist) under the training ``rule`` of the mined ``pairs``: the threshold rule directly,
-    the per-anchor rule as hardness on the training scale >= ``threshold`` (the sidecar's
-    ``hardness_threshold``)."""
-    hardness = hardness_against(pairs, rule, table["pitch_diff_semitones"].to_numpy(), table["cos_dist"].to_numpy())
+    cos_dist) under the training ``rule``, on the scale of the mined pairs' ``reference``
+    distributions: the threshold rule directly, the per-anchor rule as hardness >=
+    ``threshold`` (the sidecar's ``hardness_threshold``)."""
+    hardness = hardness_against(reference, rule, table["pitch_diff_semitones"].to_numpy(), table["cos_dist"].to_numpy())
     if rule.kind == "thresholds":
         return hardness, threshold_hard(table, rule.max_pitch_diff_hz, rule.max_cos_dist)
     return hardness, hardness >= threshold
