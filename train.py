@@ -23,6 +23,7 @@ from hardsep_lib.data.dataio import dataio_prep
 from hardsep_lib.data.prepare import prepare_data
 from hardsep_lib.errors import OptionError, exit_on_error
 from hardsep_lib.training.brain import SELECTION_KEYS, Separation
+from hardsep_lib.training.checkpoints import set_aside_corrupt_checkpoints
 from hardsep_lib.training.options import check_training_options, test_selection
 
 
@@ -73,9 +74,13 @@ def main(argv):
             train_loader_kwargs=train_opts,
             valid_loader_kwargs=valid_opts,
         )
-    elif hparams["checkpointer"].find_checkpoint(min_key=selection_key) is None:
-        raise OptionError(f"--test_only: no checkpoint with a {selection_key} in {hparams['checkpoint_folder']} "
-                          "(train first, or point --output_folder at a trained run)")
+    else:
+        if sb.utils.distributed.if_main_process():
+            set_aside_corrupt_checkpoints(hparams["checkpoint_folder"])
+        sb.utils.distributed.ddp_barrier()
+        if hparams["checkpointer"].find_checkpoint(min_key=selection_key) is None:
+            raise OptionError(f"--test_only: no checkpoint with a {selection_key} in {hparams['checkpoint_folder']} "
+                              "(train first, or point --output_folder at a trained run)")
 
     separator.evaluate(test_data, min_key=selection_key, test_loader_kwargs=test_opts)
 

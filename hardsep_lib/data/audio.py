@@ -15,8 +15,11 @@ logger = logging.getLogger(__name__)
 
 # A file whose every sample has |x| below this (-80 dBFS) is digital silence.
 SILENCE_PEAK = 1e-4
-# Samples decoded per block by the silence check, which stops at the first loud block.
+# Samples decoded per block by the sample check (one full pass: finite, not all silent).
 SILENCE_BLOCK = 8192
+# Files shorter than this are left out at preparation (the models' encoders need a few
+# hundred samples; a 10-sample file would crash training at its first batch).
+MIN_SECONDS = 0.25
 
 
 class UnusableAudio(Exception):
@@ -50,25 +53,29 @@ def _is_audible(samples):
     return np.max(np.abs(samples)) >= SILENCE_PEAK
 
 
-def check_not_silent(path):
-    """Raises UnusableAudio when the whole file is digital silence.
-
-    Decodes block by block and stops at the first block with a sample above SILENCE_PEAK,
-    so a normal speech file costs one block, not a full decode.
-    """
+def check_samples(path):
+    """Raises UnusableAudio when the file holds a non-finite sample (NaN, inf), a block that
+    does not decode (truncated data), or only digital silence. One decoding pass, block by
+    block (memory does not grow with the file)."""
+    audible = False
     try:
-        for block in sf.blocks(path, blocksize=SILENCE_BLOCK, dtype="float32"):
-            if _is_audible(block):
-                return
+        for index, block in enumerate(sf.blocks(path, blocksize=SILENCE_BLOCK, dtype="float32")):
+            if not np.isfinite(block).all():
+                raise UnusableAudio(f"non-finite sample (NaN or inf) near {index * SILENCE_BLOCK} samples")
+            audible = audible or _is_audible(block)
     except (RuntimeError, sf.LibsndfileError) as error:
         raise UnusableAudio(f"corrupt audio data ({error})") from error
-    raise UnusableAudio("all-silent audio")
+    if not audible:
+        raise UnusableAudio("all-silent audio")
 
 
-def inspect_audio(path):
-    """Header info of a usable file; raises UnusableAudio for missing/corrupt/empty/silent ones."""
+def inspect_audio(path, min_seconds=MIN_SECONDS):
+    """Header info of a usable file; raises UnusableAudio for missing, corrupt, empty, too
+    short (< ``min_seconds``), non-finite or all-silent ones."""
     info = read_info(path)
-    check_not_silent(path)
+    if info.frames < min_seconds * info.sample_rate:
+        raise UnusableAudio(f"too short ({info.frames} samples < {min_seconds} s)")
+    check_samples(path)
     return info
 
 
@@ -82,13 +89,16 @@ def load_mono(path, start=0, frames=-1):
 def load_usable(path):
     """Decodes a usable file in one pass: (float32 (samples,), sample rate in Hz).
 
-    Raises UnusableAudio for a missing, corrupt (header or data), empty or all-silent file.
+    Raises UnusableAudio for a missing, corrupt (header or data), empty, non-finite or
+    all-silent file.
     """
     read_info(path)
     try:
         signal, sample_rate = load_mono(path)
     except (RuntimeError, sf.LibsndfileError) as error:
         raise UnusableAudio(f"corrupt audio data ({error})") from error
+    if not np.isfinite(signal).all():
+        raise UnusableAudio("non-finite sample (NaN or inf)")
     if not _is_audible(signal):
         raise UnusableAudio("all-silent audio")
     return signal, sample_rate

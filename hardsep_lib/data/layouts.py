@@ -144,6 +144,13 @@ def librimix_mixtures(data_folder, split):
     return records, bad_names
 
 
+# Folder names of WSJ0 / LibriSpeech / WSJ0-2mix splits: found where speakers should be, they
+# mean the folder given is one level too high (and other splits' speakers would leak in).
+CORPUS_SPLIT_NAMES = {"si_tr_s", "si_dt_05", "si_et_05", "si_dt_20", "si_et_20", "si_tr_j", "sd_tr_s", "sd_dt_05",
+                      "train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other",
+                      "test-clean", "test-other", "tr", "cv", "tt"}
+
+
 def speaker_folder_sources(root):
     """Every audio file of a ``<root>/<speaker>/**/*.{wav,flac}`` tree, sorted by path.
 
@@ -151,6 +158,11 @@ def speaker_folder_sources(root):
     (WSJ0 ``si_tr_s`` and LibriSpeech ``train-clean-*`` both fit this layout).
     """
     require_folder(root, "source folder")
+    split_like = sorted(name for name in os.listdir(root) if name.lower() in CORPUS_SPLIT_NAMES)
+    if split_like:
+        raise LayoutError(
+            f"{root} holds {', '.join(split_like)}: corpus split folders, not speakers. Point it at one "
+            f"split (e.g. {os.path.join(root, split_like[0])}), whose sub-folders are speakers")
     sources = []
     for speaker in sorted(os.listdir(root)):
         speaker_dir = os.path.join(root, speaker)

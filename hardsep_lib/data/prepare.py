@@ -99,12 +99,24 @@ def prepare_data(
         manifests = _prepare_public_mixtures(corpus, data_folder, dm_folder, context)
     else:
         manifests = _prepare_speaker_folder(data_folder, n_mixtures, held_out_fraction, context)
+    _check_test_speakers_unseen(manifests)
     for name, frame in manifests.items():
         write_csv(frame, os.path.join(save_folder, f"{name}.csv"))
         logger.info("Wrote %s.csv: %d rows", name, len(frame))
     for report in context.reports:
         logger.log(logging.WARNING if report.skipped else logging.INFO, report.summary())
     write_json(options, os.path.join(save_folder, "prepare_options.json"))
+
+
+def _check_test_speakers_unseen(manifests):
+    """Raises PreparationError when a test speaker also speaks in train.csv or the DM sources
+    (WSJ0-2mix's and Libri2Mix's test speakers are unseen; a leak means mixed-up folders)."""
+    test = set(manifests["test"][["s1_spk", "s2_spk"]].to_numpy().ravel())
+    seen = set(manifests["train"][["s1_spk", "s2_spk"]].to_numpy().ravel()) | set(manifests["train_sources"]["spk_id"])
+    leaked = sorted(test & seen)
+    if leaked:
+        raise PreparationError(f"{len(leaked)} test speaker(s) also appear in the training data (e.g. "
+                               f"{', '.join(map(str, leaked[:5]))}): check --data_folder and --dm_folder")
 
 
 class _Context:
@@ -176,6 +188,10 @@ def _mixture_table(records, data_folder, report, context):
                 report.add(path, str(error))
                 break
         else:
+            if len({duration for _, duration in paths}) > 1:  # durations at the one target rate
+                report.add(record.mix_wav, "mixture and sources differ in length (" + ", ".join(
+                    f"{duration:.3f} s" for _, duration in paths) + "): truncated or mismatched files")
+                continue
             seen.add(record.mixture_id)
             rows.append(
                 {

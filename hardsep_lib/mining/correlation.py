@@ -42,6 +42,11 @@ def join_results(results, features):
 def correlate(joined):
     """Pearson r and p (scipy.stats.pearsonr) of SI-SNRi against each feature of PAPER_R."""
     rows = []
+    for column in ["si-snr_i", *PAPER_R]:
+        infinite = int(np.isinf(joined[column].to_numpy(dtype=np.float64)).sum())
+        if infinite:
+            raise CorrelationError(f"{infinite} value(s) of {column} are infinite: fix the results/features "
+                                   "before correlating (Pearson r would be NaN)")
     for feature, paper_r in PAPER_R.items():
         valid = joined[["si-snr_i", feature]].dropna()
         result = stats.pearsonr(valid[feature], valid["si-snr_i"])

@@ -58,14 +58,22 @@ class FeatureCache:
         return os.path.join(self.f0_dir, key + ".npy"), os.path.join(self.embedding_dir, key + ".npy")
 
     def load(self, audio_path):
-        """(voiced F0 array, embedding) from the cache, or None when either is missing."""
+        """(voiced F0 array, embedding) from the cache, or None when either is missing or
+        unreadable (a corrupt entry is removed with a warning, so it is computed again).
+        Entries are read without unpickling."""
         try:
             f0_path, embedding_path = self.paths(audio_path)
         except OSError:
             return None
         if not (os.path.exists(f0_path) and os.path.exists(embedding_path)):
             return None
-        return np.load(f0_path), np.load(embedding_path)
+        try:
+            return np.load(f0_path, allow_pickle=False), np.load(embedding_path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            logger.warning("Corrupt feature cache entry for %s (%s): removed, computed again", audio_path, error)
+            for path in (f0_path, embedding_path):
+                os.remove(path)
+            return None
 
 
 def _save(path, array):

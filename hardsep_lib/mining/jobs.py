@@ -62,6 +62,11 @@ def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, work
     sharding then finds them all cached and writes the tables.
     """
     sources = read_table(sources_csv, ["spk_id", "wav"], "sources CSV")
+    duplicated = sources.duplicated(["spk_id", "wav"])
+    if duplicated.any():
+        logger.warning("%s: %d duplicate row(s) (same speaker and file, e.g. %s) counted once", sources_csv,
+                       int(duplicated.sum()), sources.loc[duplicated, "wav"].iloc[0])
+        sources = sources[~duplicated]
     paths = sources["wav"].tolist()
     if num_shards > 1:
         compute_features(paths, settings, cache_dir, workers, num_shards, shard_index)
@@ -184,6 +189,9 @@ def _training_rule(pairs_csv):
 
 def run_correlation(results_csv, features_csv, output_json, plot=None):
     """Joins results and features, prints r next to the paper's, saves JSON (and a plot)."""
+    for stale in (output_json, plot):  # a failed run must not leave an older output looking current
+        if stale and os.path.exists(stale):
+            os.remove(stale)
     results = read_table(results_csv, ["si-snr_i"], "results CSV")
     features = read_table(features_csv, ["ID", "pitch_diff_hz", "cos_dist", "energy_ratio_db"], "features CSV")
     joined, unmatched = correlation.join_results(results, features)

@@ -29,6 +29,7 @@ from speechbrain.nnet.schedulers import ReduceLROnPlateau, update_learning_rate
 
 from hardsep_lib.evaluation.metrics import RESULT_COLUMNS, mixture_metrics, summarize
 from hardsep_lib.io_utils import write_csv, write_json
+from hardsep_lib.training.checkpoints import set_aside_corrupt_checkpoints
 from hardsep_lib.training.ddp import gather_floats, gather_objects, sum_over_ranks
 from hardsep_lib.training.weighting import ValidationScores, apply_weights
 
@@ -171,6 +172,22 @@ class Separation(sb.Brain):
         mine = weights[offset:offset + len(local)]
         return list(torch.split(mine, [len(losses) for losses in window_losses]))
 
+    # ------------------------------------------------------------------ recovery
+    def _set_aside_corrupt_checkpoints(self):
+        if self.checkpointer is not None and sb.utils.distributed.if_main_process():
+            set_aside_corrupt_checkpoints(self.checkpointer.checkpoints_dir)
+        sb.utils.distributed.ddp_barrier()
+
+    def on_fit_start(self):
+        """SpeechBrain's, after setting aside checkpoints a kill or full disk left unreadable."""
+        self._set_aside_corrupt_checkpoints()
+        super().on_fit_start()
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        """SpeechBrain's, after setting aside unreadable checkpoints."""
+        self._set_aside_corrupt_checkpoints()
+        super().on_evaluate_start(max_key=max_key, min_key=min_key)
+
     # ------------------------------------------------------------------ bookkeeping
     def _count_draws(self, batch):
         if hasattr(batch, "hard_draw"):
@@ -250,18 +267,27 @@ def write_test_outputs(results, hparams):
     """Writes test_results.csv and test_summary.json to test_folder and logs the summary."""
     results = results.sort_values("snt_id", kind="stable").reset_index(drop=True)
     folder = getattr(hparams, "test_folder", None) or hparams.output_folder
+    summary_path = os.path.join(folder, "test_summary.json")
+    if os.path.exists(summary_path):  # never leave an older summary beside newer results
+        os.remove(summary_path)
     write_csv(results, os.path.join(folder, "test_results.csv"))
-    features = _optional_table(getattr(hparams, "test_features_csv", None), "ID")
-    reference = _optional_table(getattr(hparams, "reference_results_csv", None), "snt_id")
+    features = _optional_table(getattr(hparams, "test_features_csv", None), "ID", ["ID", "is_hard"])
+    reference = _optional_table(getattr(hparams, "reference_results_csv", None), "snt_id", ["snt_id", "si-snr_i"])
     summary = summarize(results, features, reference)
-    write_json(summary.to_dict(orient="records"), os.path.join(folder, "test_summary.json"))
+    write_json(summary.to_dict(orient="records"), summary_path)
     logger.info("Test summary (%s):\n%s", folder, summary.to_string(index=False, float_format="%.2f"))
 
 
-def _optional_table(path, id_column):
+def _optional_table(path, id_column, required):
+    """An optional summary table, or None (with a warning) when missing or lacking ``required``."""
     if not path:
         return None
     if not os.path.isfile(path):
         logger.warning("%s not found; its subset is left out of the test summary", path)
         return None
-    return pd.read_csv(path, dtype={id_column: str})
+    table = pd.read_csv(path, dtype={id_column: str})
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        logger.warning("%s lacks %s; its subset is left out of the test summary", path, ", ".join(missing))
+        return None
+    return table
