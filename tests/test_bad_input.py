@@ -161,3 +161,25 @@ def test_corrupt_cache_entry_is_recomputed_and_duplicate_sources_counted_once(sy
     again = mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), settings, cache)
     assert "Corrupt feature cache entry" in caplog.text
     pd.testing.assert_frame_equal(again, first)
+
+
+def test_synth_refuses_a_folder_holding_another_corpus(tmp_path):
+    other = tmp_path / "other"
+    write_speechlike(str(other / "spkA" / "a.wav"), 1.0)
+    result = run("prepare_data.py", "--corpus", "synth", "--data_folder", str(other), "--save_folder", str(tmp_path / "p"))
+    assert_clean_error(result, "prepare_data.py", "holds no synthetic corpus")
+    assert sorted(os.listdir(other)) == ["spkA"]  # nothing overwritten
+
+
+def test_a_changed_input_is_prepared_again_and_bad_counts_are_refused(tmp_path):
+    data_folder = build_wsj0_2mix(str(tmp_path))
+    save = str(tmp_path / "prep")
+    prepare_data("wsj0-2mix", data_folder, save)
+    assert len(pd.read_csv(os.path.join(save, "train.csv"))) == 2
+    for sub in ("mix", "s1", "s2"):  # a mixture removed after preparation
+        os.remove(os.path.join(data_folder, "tr", sub, "01ba0102_1.2_20aa0101_-1.2.wav"))
+    prepare_data("wsj0-2mix", data_folder, save)
+    assert len(pd.read_csv(os.path.join(save, "train.csv"))) == 1  # not skipped as "already prepared"
+    result = run("prepare_data.py", "--corpus", "synth", "--data_folder", str(tmp_path / "s"), "--save_folder",
+                 str(tmp_path / "p"), "--n_mixtures", "0", "10", "10")
+    assert_clean_error(result, "prepare_data.py", "--n_mixtures needs three counts >= 1")

@@ -76,6 +76,10 @@ def prepare_data(
     """
     if corpus not in CORPORA:
         raise PreparationError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
+    if corpus in ("folder", "synth") and (len(n_mixtures) != 3 or min(n_mixtures) < 1):
+        raise PreparationError(f"--n_mixtures needs three counts >= 1 (train valid test), got {list(n_mixtures)}")
+    if not 0.0 < held_out_fraction < 0.5:
+        raise PreparationError(f"--held_out_fraction must be in (0, 0.5), got {held_out_fraction}")
     options = {
         "corpus": corpus,
         "data_folder": os.path.abspath(data_folder),
@@ -87,6 +91,9 @@ def prepare_data(
     }
     if corpus == "synth":
         options["n_speakers"] = n_speakers
+    if corpus != "synth":  # what the skip decision depends on: a changed input is prepared again
+        options["inputs"] = {name: _fingerprint(folder) for name, folder in
+                             (("data_folder", data_folder), ("dm_folder", dm_folder)) if folder}
     if _already_prepared(save_folder, options):
         logger.info("Manifests in %s match these options; skipping preparation.", save_folder)
         return
@@ -106,6 +113,16 @@ def prepare_data(
     for report in context.reports:
         logger.log(logging.WARNING if report.skipped else logging.INFO, report.summary())
     write_json(options, os.path.join(save_folder, "prepare_options.json"))
+
+
+def _fingerprint(folder):
+    """[number of files, total bytes, newest mtime in ns] of a folder tree (stat only, no reads)."""
+    count = size = newest = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            stat = os.stat(os.path.join(root, name))
+            count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
+    return [count, size, newest]
 
 
 def _check_test_speakers_unseen(manifests):

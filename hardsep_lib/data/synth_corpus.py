@@ -116,6 +116,20 @@ def _utterance_jobs(speakers, seed, utterances_per_speaker, sentences_per_uttera
     return jobs
 
 
+def _check_target(root, speakers):
+    """Refuses a folder that holds anything but this same synthetic corpus (nothing is overwritten)."""
+    if not os.path.isdir(root) or not os.listdir(root):
+        return
+    existing = os.path.join(root, "speakers.csv")
+    if not os.path.isfile(existing):
+        raise OptionError(f"{root} is not empty and holds no synthetic corpus (no speakers.csv): give --corpus synth "
+                          "an empty folder or one it generated before")
+    previous = pd.read_csv(existing, dtype=str, keep_default_na=False)
+    if list(previous.columns) != list(speakers.columns) or not previous.equals(speakers.astype(str)):
+        raise OptionError(f"{root} holds a different corpus ({len(previous)} speakers in its speakers.csv); "
+                          f"--n_speakers {len(speakers)} needs another folder")
+
+
 def generate_corpus(root, seed=1234, workers=2, utterances_per_speaker=UTTERANCES_PER_SPEAKER,
                     sentences_per_utterance=1, n_speakers=DEFAULT_SPEAKERS):
     """Writes the corpus of ``n_speakers`` under ``root`` (skipping files already there);
@@ -125,6 +139,7 @@ def generate_corpus(root, seed=1234, workers=2, utterances_per_speaker=UTTERANCE
     about 7.5 s, the length of a WSJ0 utterance).
     """
     speakers = speaker_table(n_speakers)
+    _check_target(root, speakers)
     jobs = _utterance_jobs(speakers, seed, utterances_per_speaker, sentences_per_utterance)
     jobs = [job for job in jobs if not os.path.exists(os.path.join(root, job[0]))]
 
