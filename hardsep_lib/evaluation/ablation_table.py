@@ -72,13 +72,26 @@ def read_runs(folder, rows):
     return runs
 
 
-def seed_statistics(table, thresholds):
-    """{statistic: value} of one row's one seed."""
+def seed_statistics(table, thresholds, hard_ids=None):
+    """{statistic: value} of one row's one seed (``mined_hard``: mean SI-SNRi over the test
+    mixtures labelled hard by the mined rule, when ``hard_ids`` are given)."""
     values = table["si-snr_i"].to_numpy(dtype=np.float64)
     stats = {"si-snr_i": values.mean(), "sdr_i": table["sdr_i"].to_numpy(dtype=np.float64).mean(),
              "worst10": worst_mean(values)}
     stats.update({f"HSR{threshold:g}": hsr(values, threshold) for threshold in thresholds})
+    if hard_ids:
+        stats["mined_hard"] = table.loc[table.index.intersection(sorted(hard_ids)), "si-snr_i"].mean()
     return stats
+
+
+def mined_hard_ids(features_csv):
+    """Ids of the test mixtures labelled hard (``mine_hard.py mixtures --pairs``), or None."""
+    if not features_csv or not os.path.isfile(features_csv):
+        return None
+    features = pd.read_csv(features_csv, dtype={"ID": str})
+    if "is_hard" not in features:
+        return None
+    return set(features.loc[features["is_hard"].fillna(False).astype(bool), "ID"])
 
 
 def _paired_arrays(row_runs, reference_runs):
@@ -119,7 +132,7 @@ def two_level_bootstrap(pairs, hsr_threshold, resamples=BOOTSTRAP_RESAMPLES, see
     return np.stack([np.percentile(means, 2.5, axis=1), np.percentile(means, 97.5, axis=1)], axis=1)
 
 
-def ablation_table(runs, reference, thresholds=(5.0, 10.0), rows=None):
+def ablation_table(runs, reference, thresholds=(5.0, 10.0), rows=None, hard_ids=None):
     """One line per row: means and seed SDs of the statistics, paired deltas and intervals.
 
     Columns: row, seeds, si-snr_i, si-snr_i_sd, sdr_i, HSR<t>, HSR<t>_sd (each threshold),
@@ -133,7 +146,8 @@ def ablation_table(runs, reference, thresholds=(5.0, 10.0), rows=None):
     for row in rows or list(runs):
         if row not in runs:
             continue
-        per_seed = pd.DataFrame({seed: seed_statistics(table, thresholds) for seed, table in runs[row].items()}).T
+        per_seed = pd.DataFrame({seed: seed_statistics(table, thresholds, hard_ids)
+                                 for seed, table in runs[row].items()}).T
         line = {"row": row, "seeds": len(per_seed)}
         for column in per_seed.columns:
             line[column] = per_seed[column].mean()
@@ -156,12 +170,14 @@ def noise_floor(runs, reference):
                      per_seed[column].max() - per_seed[column].min()) for column in ("si-snr_i", "worst10")}
 
 
-def markdown(table, runs, reference, thresholds):
+def markdown(table, runs, reference, thresholds, n_hard=None):
     """The table as Markdown, with the noise floor and the interval method stated."""
     first = f"HSR{thresholds[0]:g}"
     columns = ["row", "seeds", "si-snr_i", "si-snr_i_sd", "sdr_i", "worst10", "worst10_sd"]
     for threshold in thresholds:
         columns += [f"HSR{threshold:g}", f"HSR{threshold:g}_sd"]
+    if "mined_hard" in table:
+        columns += ["mined_hard", "mined_hard_sd"]
     lines = ["| " + " | ".join(columns + ["delta si-snr_i [95% CI]", "delta worst10 [95% CI]",
                                            f"delta {first} [95% CI]"]) + " |",
              "|" + "---|" * (len(columns) + 3)]
@@ -180,7 +196,9 @@ def markdown(table, runs, reference, thresholds):
         f"Values in dB (HSR in %), means over seeds; `_sd`: sample SD over seeds. Deltas: row minus "
         f"`{reference}`, seed k paired with seed k on the same test mixtures, averaged over seeds; "
         f"95% intervals from a two-level bootstrap ({BOOTSTRAP_RESAMPLES} resamples of seeds, then of "
-        "mixtures within each seed). `worst10`: each row's own worst 10% of test mixtures.",
+        "mixtures within each seed). `worst10`: each row's own worst 10% of test mixtures."
+        + (f" `mined_hard`: mean SI-SNRi of the {n_hard} test mixtures whose speakers the mined rule "
+           "(combined criterion, speaker level) labels hard." if n_hard else ""),
         f"Noise floor (`{reference}` over its {seeds} seeds): SI-SNRi SD {floor['si-snr_i'][0]:.2f} dB "
         f"(range {floor['si-snr_i'][1]:.2f} dB), worst10 SD {floor['worst10'][0]:.2f} dB "
         f"(range {floor['worst10'][1]:.2f} dB).",
@@ -224,15 +242,17 @@ def plot(runs, table, thresholds, path):
 
 
 def write_table(folder, rows, reference="dm", thresholds=(5.0, 10.0)):
-    """Writes ablation.csv, ablation.md and ablation.png into ``folder``; returns the table."""
+    """Writes ablation.csv, ablation.md and ablation.png into ``folder``; returns the table.
+    The mined-hard column uses ``folder/prep/test_features.csv`` when the run made one."""
     runs = read_runs(folder, rows)
     if not runs:
         raise AblationError(f"no finished run under {folder} (expected <row>/seed<k>/test_results.csv)")
-    table = ablation_table(runs, reference, thresholds, rows)
+    hard_ids = mined_hard_ids(os.path.join(folder, "prep", "test_features.csv"))
+    table = ablation_table(runs, reference, thresholds, rows, hard_ids)
     write_csv(table, os.path.join(folder, "ablation.csv"))
     with atomic_path(os.path.join(folder, "ablation.md")) as tmp_path:
         with open(tmp_path, "w") as handle:
-            handle.write(markdown(table, runs, reference, thresholds))
+            handle.write(markdown(table, runs, reference, thresholds, len(hard_ids) if hard_ids else None))
     plot(runs, table, thresholds, os.path.join(folder, "ablation.png"))
     logger.info("Wrote %s/ablation.{csv,md,png}: %d rows", folder, len(table))
     return table
