@@ -183,3 +183,38 @@ def test_a_changed_input_is_prepared_again_and_bad_counts_are_refused(tmp_path):
     result = run("prepare_data.py", "--corpus", "synth", "--data_folder", str(tmp_path / "s"), "--save_folder",
                  str(tmp_path / "p"), "--n_mixtures", "0", "10", "10")
     assert_clean_error(result, "prepare_data.py", "--n_mixtures needs three counts >= 1")
+
+
+def test_an_infinite_sample_is_skipped_by_mining_not_a_crash(synth_prepared, tmp_path, caplog):
+    from hardsep_lib.mining.features import FeatureSettings
+    from hardsep_lib.mining.jobs import mine_pairs
+
+    _, save = synth_prepared
+    sources = pd.read_csv(os.path.join(save, "train_sources.csv")).head(12)
+    bad = str(tmp_path / "inf.wav")
+    signal = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    signal[10] = np.inf
+    sf.write(bad, signal, 8000, subtype="FLOAT")
+    extra = pd.DataFrame([{"ID": "bad", "spk_id": sources["spk_id"].iloc[0], "wav": bad}])
+    sources_csv = str(tmp_path / "sources.csv")
+    pd.concat([sources, extra]).to_csv(sources_csv, index=False)
+    pairs = mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), FeatureSettings(), str(tmp_path / "cache"))
+    assert len(pairs) == 1 and bad in caplog.text and "non-finite" in caplog.text
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    from hardsep_lib.io_utils import write_csv
+
+    path = str(tmp_path / "table.csv")
+    write_csv(pd.DataFrame({"a": [1, 2]}), path)
+
+    def dies_halfway(self, target, **kwargs):
+        with open(target, "w") as handle:
+            handle.write("a\n1\n")  # part of the rows, then the process is "killed"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        write_csv(pd.DataFrame({"a": [3, 4, 5]}), path)
+    monkeypatch.undo()
+    assert pd.read_csv(path)["a"].tolist() == [1, 2] and os.listdir(tmp_path) == ["table.csv"]

@@ -180,8 +180,9 @@ def _prepare_public_mixtures(corpus, data_folder, dm_folder, context):
         for name in bad_names:
             report.add(name, "file name does not follow the corpus naming")
         manifests[split] = _mixture_table(records, data_folder, report, context)
-        if manifests[split].empty:
-            raise PreparationError(f"no usable {split} mixture in {data_folder}; {report.summary()}")
+        if manifests[split].empty or len(report.skipped) > len(manifests[split]):
+            raise PreparationError(f"{len(manifests[split])} usable {split} mixture(s) in {data_folder}, "
+                                   f"fewer than skipped ones: a bad set, not a few bad files; {report.summary()}")
     if dm_folder:
         manifests["train_sources"] = _source_table(layouts.speaker_folder_sources(dm_folder), dm_folder, context)
     else:
