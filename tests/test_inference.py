@@ -30,17 +30,38 @@ def si_snr(estimate, reference):
     return 10 * np.log10((projection @ projection) / ((estimate - projection) @ (estimate - projection)))
 
 
-@pytest.fixture(scope="module", params=["sepformer_tiny", "convtasnet_cpu"])
-def trained_run(request, synth_prepared, tmp_path_factory):
-    """A train.py output folder (one short epoch) of each model family."""
+MODELS = ["sepformer_tiny", "convtasnet_cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained_runs(synth_prepared, tmp_path_factory):
+    """get(name): a train.py output folder (one short epoch) of that YAML, trained once."""
     _, save = synth_prepared
-    output = str(tmp_path_factory.mktemp(request.param) / "run")
-    command = [sys.executable, "train.py", f"hparams/{request.param}.yaml", "--skip_prep", "True",
-               "--save_folder", save, "--output_folder", output, "--dm_epoch_size", "8", "--batch_size", "4",
-               "--training_signal_len", "4000", "--number_of_epochs", "1", "--data_folder", save]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return request.param, output
+    runs = {}
+
+    def get(name):
+        if name not in runs:
+            output = str(tmp_path_factory.mktemp(name) / "run")
+            command = [sys.executable, "train.py", f"hparams/{name}.yaml", "--skip_prep", "True",
+                       "--save_folder", save, "--output_folder", output, "--dm_epoch_size", "8", "--batch_size", "4",
+                       "--training_signal_len", "4000", "--number_of_epochs", "1", "--data_folder", save]
+            result = subprocess.run(command, capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[name] = output
+        return name, runs[name]
+
+    return get
+
+
+@pytest.fixture(params=MODELS)
+def trained_run(request, trained_runs):
+    """Each model family (SepFormer and Conv-TasNet)."""
+    return trained_runs(request.param)
+
+
+@pytest.fixture
+def tiny_run(trained_runs):
+    return trained_runs("sepformer_tiny")
 
 
 def test_export_loads_with_speechbrain_and_matches_the_brain(trained_run, synth_prepared, tmp_path):
@@ -131,8 +152,8 @@ def test_chunked_separation_of_30_seconds_matches_one_pass(trained_run, synth_pr
             assert own > other
 
 
-def test_bad_inputs_are_named_and_skipped_and_outputs_are_atomic(trained_run, tmp_path, caplog):
-    _, run = trained_run
+def test_bad_inputs_are_named_and_skipped_and_outputs_are_atomic(tiny_run, tmp_path, caplog):
+    _, run = tiny_run
     model = load_separator(run)
     folder = tmp_path / "inputs"
     folder.mkdir()
@@ -155,12 +176,14 @@ def test_bad_inputs_are_named_and_skipped_and_outputs_are_atomic(trained_run, tm
     assert "2 channels: mixed down" in caplog.text
 
 
-def test_separate_cli_on_a_csv(trained_run, synth_prepared, tmp_path):
-    _, run = trained_run
-    result = subprocess.run([sys.executable, "separate.py", "--model", run, os.path.join(synth_prepared[1], "test.csv"),
-                             "--output_folder", str(tmp_path / "out")], capture_output=True, text=True)
+def test_separate_cli_on_a_csv(tiny_run, synth_prepared, tmp_path):
+    _, run = tiny_run
+    csv = str(tmp_path / "three.csv")
+    pd.read_csv(os.path.join(synth_prepared[1], "test.csv")).head(3).to_csv(csv, index=False)
+    result = subprocess.run([sys.executable, "separate.py", "--model", run, csv, "--output_folder", str(tmp_path / "out")],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len([name for name in os.listdir(tmp_path / "out") if name.endswith("_s1.wav")]) == 30
+    assert len([name for name in os.listdir(tmp_path / "out") if name.endswith("_s1.wav")]) == 3
     missing = subprocess.run([sys.executable, "separate.py", "--model", str(tmp_path / "nope"), "x.wav",
                               "--output_folder", str(tmp_path / "o")], capture_output=True, text=True)
     assert missing.returncode == 2 and "separate.py: error: --model" in missing.stderr and "Traceback" not in missing.stderr
