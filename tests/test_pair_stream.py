@@ -46,6 +46,7 @@ def test_sampled_percentiles_are_close_and_memberships_unchanged(monkeypatch):
     speakers, embeddings = synthetic_speakers()
     exact = pd.concat(list(PairStream(speakers, embeddings, HardPairRule("pitch", 0.1)).tables()))
     monkeypatch.setattr(pair_stream, "EXACT_PAIRS", 20000)  # fewer than the 44,850 pairs: sample mode
+    monkeypatch.setattr(pair_stream, "SAMPLE_PAIRS", 20000)
     sampled_stream = PairStream(speakers, embeddings, HardPairRule("pitch", 0.1))
     assert not sampled_stream.exact
     sampled = pd.concat(list(sampled_stream.tables()))

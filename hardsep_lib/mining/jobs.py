@@ -13,7 +13,7 @@ from hardsep_lib.io_utils import write_csv, write_json
 from hardsep_lib.mining import correlation
 from hardsep_lib.mining import pairs as pair_rules
 from hardsep_lib.mining.features import compute_features, load_features
-from hardsep_lib.mining.pair_stream import EXACT_PAIRS, PairStream, reference_path
+from hardsep_lib.mining.pair_stream import SAMPLE_PAIRS, PairStream, reference_path
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, work
     sidecar = {
         "rule": rule.kind, **rule.to_dict(), "directional": True, "pairs_output": pairs_output,
         "n_rows_written": n_rows, "reference": os.path.basename(reference_path(output)),
-        "percentile_ranks": "exact (every pair)" if stream.exact else f"a seeded sample of {EXACT_PAIRS} pairs",
+        "percentile_ranks": "exact (every pair)" if stream.exact else f"a seeded sample of {SAMPLE_PAIRS} pairs",
         "hard_partners_per_anchor": rule.partners_per_anchor(len(speakers)) if rule.kind == "per_anchor" else None,
         "hardness_threshold": stream.hardness_threshold() if rule.kind == "per_anchor" else None,
         "f0_method": settings.f0_method, "embedding": settings.embedding,

@@ -6,8 +6,8 @@ speakers, 400 MB at 20,000):
 
 1. Reference distributions of the pair distances (pitch in semitones, cosine, and the rule's
    criterion distance), used for the global percentile ranks (``hardness``, and the
-   ``combined`` criterion): *exact* (every pair) up to ``EXACT_PAIRS`` pairs, else a seeded
-   uniform sample of ``EXACT_PAIRS`` pairs (rank error about 1/sqrt(5e6) = 0.05%).
+   ``combined`` criterion): *exact* (every pair) up to ``EXACT_PAIRS`` (5 M) pairs, else a
+   seeded uniform sample of ``SAMPLE_PAIRS`` (1 M) pairs (rank error about 1/sqrt(1e6) = 0.1%).
 2. Each anchor's closest ceil(P_M (n - 1)) partners from its full row of distances (ties
    broken by partner index, as ``pairs._closest``), a block of anchors at a time.
 3. Rows for the pairs (a, b), a < b, of each block: distances, hardness, ``hard_for_spk1`` =
@@ -40,10 +40,13 @@ from hardsep_lib.mining.pairs import (
 logger = logging.getLogger(__name__)
 
 EXACT_PAIRS = 5_000_000  # up to this many pairs the percentile ranks use every pair
+SAMPLE_PAIRS = 1_000_000  # above, a seeded sample of this many pairs (rank error ~ 1/sqrt = 0.1%)
 REFERENCE_SIZE = 1_000_000  # values per distribution kept in the .reference.npz
 AUTO_ALL_MAX_SPEAKERS = 3000  # pairs_output "auto": all rows up to here (4.5 M rows), hard rows above
 DECIMALS = 6
 BLOCK_ANCHORS = 256
+PAIR_SCHEMA = pa.schema([(name, pa.string() if name in ("spk1", "spk2") else pa.bool_() if "hard_" in name
+                          or name == "is_hard" else pa.float64()) for name in PAIR_COLUMNS])
 
 
 def reference_path(pairs_csv):
@@ -87,10 +90,12 @@ class PairStream:
                 parts[1].append(cos[upper])
             pitch, cos = (np.concatenate(part) for part in parts)
         else:
-            first = rng.integers(self.n, size=EXACT_PAIRS)
-            second = (first + 1 + rng.integers(self.n - 1, size=EXACT_PAIRS)) % self.n  # a distinct partner
+            first = rng.integers(self.n, size=SAMPLE_PAIRS)
+            second = (first + 1 + rng.integers(self.n - 1, size=SAMPLE_PAIRS)) % self.n  # a distinct partner
             pitch = semitones(self.f0[first], self.f0[second])
-            cos = 1.0 - np.einsum("ij,ij->i", self.embeddings[first], self.embeddings[second])
+            cos = np.concatenate([  # in chunks: 5 M pairs x 256 dims at once would take 10 GB
+                1.0 - np.einsum("ij,ij->i", self.embeddings[first[i:i + 100_000]], self.embeddings[second[i:i + 100_000]])
+                for i in range(0, SAMPLE_PAIRS, 100_000)])
         self.pitch_reference, self.cos_reference = np.sort(pitch), np.sort(cos)
         self.criterion_reference = np.sort(self.distance(pitch, cos))
 
@@ -121,29 +126,37 @@ class PairStream:
         hardness = 1.0 - mid_rank(self.criterion_reference, self.criterion_reference)
         return float(np.quantile(hardness, 1.0 - share))
 
+    def _block_columns(self, start, stop, only_hard):
+        """The pairs (a, b), a < b, of anchors [start, stop) as numpy columns; ``spk1``/``spk2``
+        hold speaker indices. With ``only_hard``, only the rows hard for either side (filtered
+        before the costlier columns are computed)."""
+        pitch, cos = self._rows(start, stop)
+        anchors, partners = np.nonzero(np.arange(start, stop)[:, None] < np.arange(self.n)[None, :])
+        pitch, cos = pitch[anchors, partners], cos[anchors, partners]
+        anchors += start
+        if self.member is not None:
+            for_first, for_second = self.member[anchors, partners], self.member[partners, anchors]
+        else:
+            for_first = for_second = threshold_hard(pd.DataFrame({"pitch_diff_hz": np.abs(self.f0[anchors] - self.f0[partners]),
+                                                                  "cos_dist": cos}),
+                                                    self.rule.max_pitch_diff_hz, self.rule.max_cos_dist)
+        hard = for_first | for_second
+        self.n_hard += int(hard.sum())
+        if only_hard:
+            anchors, partners, pitch, cos, for_first, for_second, hard = (
+                column[hard] for column in (anchors, partners, pitch, cos, for_first, for_second, hard))
+        return {"spk1": anchors, "spk2": partners, "f0_1": self.f0[anchors], "f0_2": self.f0[partners],
+                "pitch_diff_hz": np.abs(self.f0[anchors] - self.f0[partners]), "pitch_diff_semitones": pitch,
+                "cos_dist": cos, "hardness": 1.0 - mid_rank(self.criterion_reference, self.distance(pitch, cos)),
+                "hard_for_spk1": for_first, "hard_for_spk2": for_second, "is_hard": hard}
+
     def tables(self, only_hard=False):
         """Yields the table a block of anchors at a time (PAIR_COLUMNS, rows in (spk1, spk2) order)."""
         self.n_hard = 0
         for start, stop in self._blocks():
-            pitch, cos = self._rows(start, stop)
-            anchors, partners = np.nonzero(np.arange(start, stop)[:, None] < np.arange(self.n)[None, :])
-            pitch, cos = pitch[anchors, partners], cos[anchors, partners]
-            anchors += start
-            table = pd.DataFrame({
-                "spk1": self.ids[anchors], "spk2": self.ids[partners], "f0_1": self.f0[anchors],
-                "f0_2": self.f0[partners], "pitch_diff_hz": np.abs(self.f0[anchors] - self.f0[partners]),
-                "pitch_diff_semitones": pitch, "cos_dist": cos,
-                "hardness": 1.0 - mid_rank(self.criterion_reference, self.distance(pitch, cos)),
-            })
-            if self.member is not None:
-                table["hard_for_spk1"] = self.member[anchors, partners]
-                table["hard_for_spk2"] = self.member[partners, anchors]
-            else:
-                table["hard_for_spk1"] = table["hard_for_spk2"] = threshold_hard(
-                    table, self.rule.max_pitch_diff_hz, self.rule.max_cos_dist)
-            table["is_hard"] = table["hard_for_spk1"] | table["hard_for_spk2"]
-            self.n_hard += int(table["is_hard"].sum())
-            yield table[table["is_hard"]] if only_hard else table
+            columns = self._block_columns(start, stop, only_hard)
+            columns["spk1"], columns["spk2"] = self.ids[columns["spk1"]], self.ids[columns["spk2"]]
+            yield pd.DataFrame(columns)[PAIR_COLUMNS]
 
     def write(self, path, pairs_output="auto"):
         """Writes the CSV (atomically) and the reference .npz; returns (rows written, output kind)."""
@@ -151,18 +164,17 @@ class PairStream:
             pairs_output = "all" if self.n <= AUTO_ALL_MAX_SPEAKERS else "hard"
             logger.info("pairs_output auto: %s rows (%d speakers; all rows up to %d speakers)", pairs_output,
                         self.n, AUTO_ALL_MAX_SPEAKERS)
-        written = 0
+        self.n_hard, written = 0, 0
+        ids = pa.array(self.ids)
         with atomic_path(path) as tmp_path:
-            writer = None
-            for table in self.tables(only_hard=pairs_output == "hard"):
-                floats = table.select_dtypes("float").columns
-                table[floats] = table[floats].round(DECIMALS)
-                batch = pa.RecordBatch.from_pandas(table[PAIR_COLUMNS], preserve_index=False)
-                if writer is None:
-                    writer = pa_csv.CSVWriter(tmp_path, batch.schema)
-                writer.write_batch(batch)
-                written += len(table)
-            writer.close()
+            with pa_csv.CSVWriter(tmp_path, PAIR_SCHEMA) as writer:
+                for start, stop in self._blocks():
+                    columns = self._block_columns(start, stop, pairs_output == "hard")
+                    arrays = [ids.take(pa.array(columns[name])) if name in ("spk1", "spk2")
+                              else pa.array(np.round(columns[name], DECIMALS)) if columns[name].dtype.kind == "f"
+                              else pa.array(columns[name]) for name in PAIR_COLUMNS]
+                    writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=PAIR_SCHEMA))
+                    written += len(columns["spk1"])
         self._write_reference(reference_path(path))
         return written, pairs_output
 

@@ -145,9 +145,16 @@ def semitones(f0_a, f0_b):
 def mid_rank(sorted_reference, values):
     """Percentile rank in (0, 1] of ``values`` among a sorted reference distribution (ties
     share their mean rank): pandas' ``rank(pct=True)`` when the reference is the values."""
-    below = np.searchsorted(sorted_reference, values, side="left")
-    at_or_below = np.searchsorted(sorted_reference, values, side="right")
-    return (below + at_or_below + 1) / 2.0 / len(sorted_reference)
+    values = np.asarray(values)
+    flat = values.ravel()
+    # Queries in sorted order walk the reference once (cache-friendly): several times faster
+    # than random-order queries into a reference of millions of values.
+    order = np.argsort(flat, kind="stable")
+    ranks = np.empty(flat.shape, dtype=np.float64)
+    queries = flat[order]
+    ranks[order] = (np.searchsorted(sorted_reference, queries, side="left")
+                    + np.searchsorted(sorted_reference, queries, side="right") + 1) / 2.0 / len(sorted_reference)
+    return ranks.reshape(values.shape)
 
 
 def pct_rank(values):
@@ -156,11 +163,12 @@ def pct_rank(values):
 
 
 def _closest(distance, k):
-    """(rows, n) bool: each row's ``k`` smallest distances, ties broken by column index."""
-    order = np.argsort(distance, axis=1, kind="stable")[:, :k]
-    member = np.zeros(distance.shape, dtype=bool)
-    np.put_along_axis(member, order, True, axis=1)
-    return member
+    """(rows, n) bool: each row's ``k`` smallest distances, ties broken by column index (the
+    first k of a stable sort, found in linear time with a partition)."""
+    kth = np.partition(distance, k - 1, axis=1)[:, k - 1:k]
+    less = distance < kth
+    ties = distance == kth
+    return less | (ties & (np.cumsum(ties, axis=1) <= k - less.sum(axis=1, keepdims=True)))
 
 
 def pair_table(speakers, embeddings, rule=HardPairRule()):
