@@ -218,3 +218,22 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path
         write_csv(pd.DataFrame({"a": [3, 4, 5]}), path)
     monkeypatch.undo()
     assert pd.read_csv(path)["a"].tolist() == [1, 2] and os.listdir(tmp_path) == ["table.csv"]
+
+
+def test_summary_tables_with_wrong_columns_leave_no_stale_summary(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from hardsep_lib.training.brain import write_test_outputs
+
+    results = pd.DataFrame({"snt_id": ["m1", "m2"], "si-snr": [1.0, 2.0], "si-snr_i": [3.0, 12.0], "sdr": [1.0, 2.0],
+                            "sdr_i": [1.0, 2.0], "s1_spk": ["a", "b"], "s2_spk": ["c", "d"]})
+    features, reference = tmp_path / "features.csv", tmp_path / "reference.csv"
+    pd.DataFrame({"ID": ["m1"], "hardness": [0.9]}).to_csv(features, index=False)  # no is_hard
+    pd.DataFrame({"id": ["m1"], "score": [1.0]}).to_csv(reference, index=False)  # no snt_id / si-snr_i
+    (tmp_path / "test_summary.json").write_text('[{"subset": "all", "n": 999}]')  # an older run's
+    hparams = SimpleNamespace(output_folder=str(tmp_path), test_folder=str(tmp_path), test_features_csv=str(features),
+                              reference_results_csv=str(reference))
+    write_test_outputs(results, hparams)
+    summary = json.loads((tmp_path / "test_summary.json").read_text())
+    assert [row["subset"] for row in summary] == ["all"] and summary[0]["n"] == 2
+    assert "lacks is_hard" in caplog.text and "lacks snt_id, si-snr_i" in caplog.text
