@@ -105,8 +105,6 @@ def synthetic_features(n, seed=0):
 
 def scale_point(n, folder, legacy):
     """One scale point, in this (fresh) process: prints one JSON line."""
-    from hardsep_lib.data.dynamic_mixing import load_hard_partners
-
     speakers, embeddings = synthetic_features(n)
     rule = pair_rules.HardPairRule("combined", 0.1)
     path = os.path.join(folder, f"pairs_{n}.csv")
@@ -120,9 +118,18 @@ def scale_point(n, folder, legacy):
         (rows, output), result["write_s"] = timed(stream.write, path, "auto")
         result.update(output=output, rows=rows)
     result["csv_gib"] = os.path.getsize(path) / 2**30
-    _, result["sampler_s"] = timed(load_hard_partners, path, speakers["spk_id"].tolist())
     result["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print("SCALE " + json.dumps(result))
+
+
+def sampler_point(n, folder):
+    """The DM sampler's start-up on a written pair CSV, in its own process (as each DDP rank)."""
+    from hardsep_lib.data.dynamic_mixing import load_hard_partners
+
+    speakers, _ = synthetic_features(n)
+    _, seconds = timed(load_hard_partners, os.path.join(folder, f"pairs_{n}.csv"), speakers["spk_id"].tolist())
+    print("SCALE " + json.dumps({"sampler_s": seconds,
+                                 "sampler_peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 
 
 def scale_table(folder):
@@ -133,16 +140,24 @@ def scale_table(folder):
         if result.returncode != 0:
             raise SystemExit(result.stderr[-2000:])
         point = json.loads(result.stdout.split("SCALE ")[-1])
+        sampler = subprocess.run([sys.executable, __file__, "--folder", folder, "--sampler_point", str(n)],
+                                 capture_output=True, text=True)
+        if sampler.returncode != 0:
+            raise SystemExit(sampler.stderr[-2000:])
+        point.update(json.loads(sampler.stdout.split("SCALE ")[-1]))
         rows.append((f"{point['speakers']:,}", f"{point['pairs'] / 1e6:.1f} M", point["output"],
                      f"{point['table_s']:.1f} s", f"{point['write_s']:.1f} s", f"{point['csv_gib']:.2f} GiB",
-                     f"{point['sampler_s']:.2f} s", f"{point['peak_gib']:.2f} GiB"))
+                     f"{point['peak_gib']:.2f} GiB", f"{point['sampler_s']:.2f} s",
+                     f"{point['sampler_peak_gib']:.2f} GiB"))
         os.remove(os.path.join(folder, f"pairs_{n}.csv"))
     print(pd.DataFrame(rows, columns=["speakers", "pairs", "rows written", "table", "CSV write", "CSV size",
-                                      "sampler start-up", "peak memory"]).to_string(index=False))
+                                      "mining peak", "sampler start-up", "sampler peak"]).to_string(index=False))
 
 
 if __name__ == "__main__":
-    if "--scale_point" in sys.argv:
+    if "--sampler_point" in sys.argv:
+        sampler_point(int(sys.argv[sys.argv.index("--sampler_point") + 1]), sys.argv[sys.argv.index("--folder") + 1])
+    elif "--scale_point" in sys.argv:
         index = sys.argv.index("--scale_point")
         folder = sys.argv[sys.argv.index("--folder") + 1]
         os.makedirs(folder, exist_ok=True)

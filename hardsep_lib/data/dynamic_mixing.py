@@ -11,7 +11,9 @@ Compared with SpeechBrain's WSJ0Mix ``dynamic_mixing.py``:
 import logging
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import torch
 
 from hardsep_lib.data.audio import load_mono
@@ -71,6 +73,12 @@ class PairSampler:
         return first, second, False
 
 
+def _header(path):
+    """The column names of a CSV (its first line)."""
+    with open(path) as handle:
+        return handle.readline().strip().split(",")
+
+
 def load_hard_partners(pairs_csv, speakers):
     """{anchor speaker index: its hard partners' indices} from a mined pair CSV.
 
@@ -80,32 +88,38 @@ def load_hard_partners(pairs_csv, speakers):
     ``is_hard`` (with a warning). Pairs naming a speaker outside ``speakers`` are reported and
     ignored; a CSV with no usable hard row is an error. Only the needed columns are read.
     """
-    wanted = {"spk1", "spk2", "is_hard", "hard_for_spk1", "hard_for_spk2"}
-    try:
-        header = pd.read_csv(pairs_csv, nrows=0).columns
-        pairs = pd.read_csv(pairs_csv, dtype={"spk1": str, "spk2": str}, engine="pyarrow",
-                            usecols=[column for column in header if column in wanted])
-    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError, ValueError) as error:
+    wanted = ["spk1", "spk2", "is_hard", "hard_for_spk1", "hard_for_spk2"]
+    try:  # pyarrow's reader, only the needed columns: millions of rows in seconds
+        header = _header(pairs_csv)
+        pairs = pa_csv.read_csv(pairs_csv, convert_options=pa_csv.ConvertOptions(
+            include_columns=[column for column in wanted if column in header],
+            column_types={"spk1": pa.string(), "spk2": pa.string()}))
+    except (FileNotFoundError, pa.ArrowInvalid, OSError) as error:
         raise HardPairError(f"cannot read the pair CSV {pairs_csv}: {error}") from error
-    if {"hard_for_spk1", "hard_for_spk2"} <= set(pairs.columns) and {"spk1", "spk2"} <= set(pairs.columns):
-        directions = (pairs["hard_for_spk1"].astype(bool), pairs["hard_for_spk2"].astype(bool))
-    elif {"spk1", "spk2", "is_hard"} <= set(pairs.columns):
+    columns = set(pairs.column_names)
+    if {"spk1", "spk2", "hard_for_spk1", "hard_for_spk2"} <= columns:
+        directions = (pairs["hard_for_spk1"], pairs["hard_for_spk2"])
+    elif {"spk1", "spk2", "is_hard"} <= columns:
         logger.warning("%s has no hard_for_spk1/hard_for_spk2 columns (mined before directional hardness): "
                        "read symmetrically from is_hard; mine it again for the per-anchor rule", pairs_csv)
-        directions = (pairs["is_hard"].astype(bool),) * 2
+        directions = (pairs["is_hard"],) * 2
     else:
         raise HardPairError(f"{pairs_csv} lacks the spk1, spk2 and hard_for_spk1/hard_for_spk2 (or is_hard) "
                             "columns of mine_hard.py")
-    index = {spk: position for position, spk in enumerate(speakers)}
-    known = pairs["spk1"].isin(index) & pairs["spk2"].isin(index)
-    if not known.all():
-        unknown = sorted(set(pairs.loc[~known, ["spk1", "spk2"]].to_numpy().ravel()) - set(index))
+    first = pc.index_in(pairs["spk1"], value_set=pa.array(speakers, pa.string()))  # null: not a training speaker
+    second = pc.index_in(pairs["spk2"], value_set=pa.array(speakers, pa.string()))
+    known = pc.and_(pc.is_valid(first), pc.is_valid(second))
+    if not pc.all(known).as_py():
+        names = pc.unique(pc.filter(pc.if_else(pc.is_valid(first), pairs["spk2"], pairs["spk1"]), pc.invert(known)))
+        unknown = sorted(name for name in names.to_pylist() if name not in set(speakers))
         logger.warning("%s: %d pair(s) name %d speaker(s) absent from the training sources (e.g. %s); ignored",
-                       pairs_csv, int((~known).sum()), len(unknown), ", ".join(unknown[:5]))
-    first = pairs["spk1"].map(index)
-    second = pairs["spk2"].map(index)
-    anchor = np.concatenate([first[known & directions[0]], second[known & directions[1]]]).astype(np.int64)
-    partner = np.concatenate([second[known & directions[0]], first[known & directions[1]]]).astype(np.int64)
+                       pairs_csv, len(pairs) - pc.sum(known).as_py(), len(unknown), ", ".join(unknown[:5]))
+    anchor, partner = [], []
+    for direction, (this, other) in zip(directions, ((first, second), (second, first))):
+        keep = pc.and_(known, pc.fill_null(direction, False))
+        anchor.append(pc.filter(this, keep).to_numpy(zero_copy_only=False))
+        partner.append(pc.filter(other, keep).to_numpy(zero_copy_only=False))
+    anchor, partner = np.concatenate(anchor).astype(np.int64), np.concatenate(partner).astype(np.int64)
     if len(anchor) == 0:
         raise HardPairError(f"{pairs_csv} has no hard pair among the training speakers, but hard_ratio > 0")
     order = np.lexsort((partner, anchor))
