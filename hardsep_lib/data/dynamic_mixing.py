@@ -89,37 +89,46 @@ def load_hard_partners(pairs_csv, speakers):
     ignored; a CSV with no usable hard row is an error. Only the needed columns are read.
     """
     wanted = ["spk1", "spk2", "is_hard", "hard_for_spk1", "hard_for_spk2"]
-    try:  # pyarrow's reader, only the needed columns: millions of rows in seconds
+    try:  # pyarrow's streaming reader, only the needed columns: memory bounded by a batch
         header = _header(pairs_csv)
-        pairs = pa_csv.read_csv(pairs_csv, convert_options=pa_csv.ConvertOptions(
+        reader = pa_csv.open_csv(pairs_csv, convert_options=pa_csv.ConvertOptions(
             include_columns=[column for column in wanted if column in header],
             column_types={"spk1": pa.string(), "spk2": pa.string()}))
     except (FileNotFoundError, pa.ArrowInvalid, OSError) as error:
         raise HardPairError(f"cannot read the pair CSV {pairs_csv}: {error}") from error
-    columns = set(pairs.column_names)
+    columns = set(reader.schema.names)
     if {"spk1", "spk2", "hard_for_spk1", "hard_for_spk2"} <= columns:
-        directions = (pairs["hard_for_spk1"], pairs["hard_for_spk2"])
+        direction_columns = ("hard_for_spk1", "hard_for_spk2")
     elif {"spk1", "spk2", "is_hard"} <= columns:
         logger.warning("%s has no hard_for_spk1/hard_for_spk2 columns (mined before directional hardness): "
                        "read symmetrically from is_hard; mine it again for the per-anchor rule", pairs_csv)
-        directions = (pairs["is_hard"],) * 2
+        direction_columns = ("is_hard", "is_hard")
     else:
         raise HardPairError(f"{pairs_csv} lacks the spk1, spk2 and hard_for_spk1/hard_for_spk2 (or is_hard) "
                             "columns of mine_hard.py")
-    first = pc.index_in(pairs["spk1"], value_set=pa.array(speakers, pa.string()))  # null: not a training speaker
-    second = pc.index_in(pairs["spk2"], value_set=pa.array(speakers, pa.string()))
-    known = pc.and_(pc.is_valid(first), pc.is_valid(second))
-    if not pc.all(known).as_py():
-        names = pc.unique(pc.filter(pc.if_else(pc.is_valid(first), pairs["spk2"], pairs["spk1"]), pc.invert(known)))
-        unknown = sorted(name for name in names.to_pylist() if name not in set(speakers))
+    value_set = pa.array(speakers, pa.string())
+    anchor, partner, unknown, n_unknown = [], [], set(), 0
+    try:
+        for batch in reader:
+            first = pc.index_in(batch.column("spk1"), value_set=value_set)  # null: not a training speaker
+            second = pc.index_in(batch.column("spk2"), value_set=value_set)
+            known = pc.and_(pc.is_valid(first), pc.is_valid(second))
+            if not pc.all(known).as_py():
+                n_unknown += len(batch) - pc.sum(known).as_py()
+                for column in ("spk1", "spk2"):
+                    unknown.update(pc.unique(pc.filter(batch.column(column), pc.invert(known))).to_pylist())
+            for direction, this, other in zip(direction_columns, (first, second), (second, first)):
+                keep = pc.and_(known, pc.fill_null(batch.column(direction), False))
+                anchor.append(pc.filter(this, keep).to_numpy(zero_copy_only=False))
+                partner.append(pc.filter(other, keep).to_numpy(zero_copy_only=False))
+    except pa.ArrowInvalid as error:
+        raise HardPairError(f"cannot read the pair CSV {pairs_csv}: {error}") from error
+    if n_unknown:
+        unknown = sorted(unknown - set(speakers))
         logger.warning("%s: %d pair(s) name %d speaker(s) absent from the training sources (e.g. %s); ignored",
-                       pairs_csv, len(pairs) - pc.sum(known).as_py(), len(unknown), ", ".join(unknown[:5]))
-    anchor, partner = [], []
-    for direction, (this, other) in zip(directions, ((first, second), (second, first))):
-        keep = pc.and_(known, pc.fill_null(direction, False))
-        anchor.append(pc.filter(this, keep).to_numpy(zero_copy_only=False))
-        partner.append(pc.filter(other, keep).to_numpy(zero_copy_only=False))
-    anchor, partner = np.concatenate(anchor).astype(np.int64), np.concatenate(partner).astype(np.int64)
+                       pairs_csv, n_unknown, len(unknown), ", ".join(unknown[:5]))
+    anchor = np.concatenate(anchor).astype(np.int64) if anchor else np.zeros(0, dtype=np.int64)
+    partner = np.concatenate(partner).astype(np.int64) if partner else np.zeros(0, dtype=np.int64)
     if len(anchor) == 0:
         raise HardPairError(f"{pairs_csv} has no hard pair among the training speakers, but hard_ratio > 0")
     order = np.lexsort((partner, anchor))
