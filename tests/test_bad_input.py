@@ -144,7 +144,7 @@ def test_correlate_with_infinite_values_is_an_error_and_leaves_no_stale_output(t
 
 def test_corrupt_cache_entry_is_recomputed_and_duplicate_sources_counted_once(synth_prepared, tmp_path, caplog):
     from hardsep_lib.mining.features import FeatureCache, FeatureSettings
-    from hardsep_lib.mining.jobs import mine_pairs
+    from hardsep_lib.mining.jobs import mine_pairs, read_pairs
 
     _, save = synth_prepared
     sources = pd.read_csv(os.path.join(save, "train_sources.csv")).head(12)
@@ -152,13 +152,15 @@ def test_corrupt_cache_entry_is_recomputed_and_duplicate_sources_counted_once(sy
     pd.concat([sources, sources.head(3)]).to_csv(sources_csv, index=False)  # 3 duplicate rows
     cache, settings = str(tmp_path / "cache"), FeatureSettings()
     speakers_csv = str(tmp_path / "speakers.csv")
-    first = mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), settings, cache, speakers_out=speakers_csv)
+    mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), settings, cache, speakers_out=speakers_csv)
+    first = read_pairs(str(tmp_path / "pairs.csv"))
     assert "3 duplicate row(s)" in caplog.text
     assert pd.read_csv(speakers_csv)["n_utts"].sum() == 12
     f0_path, _ = FeatureCache(cache, settings).paths(sources["wav"].iloc[0])
     with open(f0_path, "wb") as handle:
         handle.write(b"\x93NUMPY garbage")
-    again = mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), settings, cache)
+    mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), settings, cache)
+    again = read_pairs(str(tmp_path / "pairs.csv"))
     assert "Corrupt feature cache entry" in caplog.text
     pd.testing.assert_frame_equal(again, first)
 
@@ -187,7 +189,7 @@ def test_a_changed_input_is_prepared_again_and_bad_counts_are_refused(tmp_path):
 
 def test_an_infinite_sample_is_skipped_by_mining_not_a_crash(synth_prepared, tmp_path, caplog):
     from hardsep_lib.mining.features import FeatureSettings
-    from hardsep_lib.mining.jobs import mine_pairs
+    from hardsep_lib.mining.jobs import mine_pairs, read_pairs
 
     _, save = synth_prepared
     sources = pd.read_csv(os.path.join(save, "train_sources.csv")).head(12)
@@ -198,7 +200,8 @@ def test_an_infinite_sample_is_skipped_by_mining_not_a_crash(synth_prepared, tmp
     extra = pd.DataFrame([{"ID": "bad", "spk_id": sources["spk_id"].iloc[0], "wav": bad}])
     sources_csv = str(tmp_path / "sources.csv")
     pd.concat([sources, extra]).to_csv(sources_csv, index=False)
-    pairs = mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), FeatureSettings(), str(tmp_path / "cache"))
+    mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), FeatureSettings(), str(tmp_path / "cache"))
+    pairs = read_pairs(str(tmp_path / "pairs.csv"))
     assert len(pairs) == 1 and bad in caplog.text and "non-finite" in caplog.text
 
 

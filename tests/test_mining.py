@@ -16,6 +16,7 @@ from hardsep_lib.mining.features import FeatureSettings, compute_features
 from hardsep_lib.mining.jobs import (
     mine_mixtures,
     mine_pairs,
+    read_pairs,
     read_table,
     run_correlation,
     sidecar_path,
@@ -40,9 +41,9 @@ def mined(synth_prepared, tmp_path_factory):
     sources_csv = str(folder / "all_sources.csv")
     every.to_csv(sources_csv, index=False)
     output = str(folder / "pairs.csv")
-    pairs = mine_pairs(sources_csv, output, SETTINGS, str(folder / "cache"), speakers_out=str(folder / "speakers.csv"),
+    mine_pairs(sources_csv, output, SETTINGS, str(folder / "cache"), speakers_out=str(folder / "speakers.csv"),
                        workers=2)
-    return {"pairs": pairs, "output": output, "sources_csv": sources_csv, "cache": str(folder / "cache"),
+    return {"pairs": read_pairs(output), "output": output, "sources_csv": sources_csv, "cache": str(folder / "cache"),
             "speakers": pd.read_csv(folder / "speakers.csv"), "corpus": data_folder, "folder": folder}
 
 
@@ -117,7 +118,8 @@ def test_shards_then_merge_equal_a_single_run(mined, tmp_path):
     for shard in range(3):
         assert mine_pairs(mined["sources_csv"], output, SETTINGS, cache, num_shards=3, shard_index=shard) is None
     assert not os.path.exists(output)
-    merged = mine_pairs(mined["sources_csv"], output, SETTINGS, cache)
+    mine_pairs(mined["sources_csv"], output, SETTINGS, cache)
+    merged = read_pairs(output)
     pd.testing.assert_frame_equal(merged, mined["pairs"], check_exact=False, rtol=1e-5)
 
 
@@ -134,7 +136,8 @@ def test_unvoiced_and_corrupt_utterances_are_counted_and_skipped(mined, tmp_path
     sources_csv = str(tmp_path / "sources.csv")
     pd.concat([sources, extra]).to_csv(sources_csv, index=False)
     speakers_csv = str(tmp_path / "speakers.csv")
-    pairs = mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), SETTINGS, mined["cache"], speakers_out=speakers_csv)
+    mine_pairs(sources_csv, str(tmp_path / "pairs.csv"), SETTINGS, mined["cache"], speakers_out=speakers_csv)
+    pairs = read_pairs(str(tmp_path / "pairs.csv"))
     speakers = pd.read_csv(speakers_csv).set_index("spk_id")
     assert speakers.loc["spk00", "n_unvoiced_utts"] == 1 and speakers.loc["spk00", "n_utts"] == 7
     assert speakers.loc["spk01", "n_utts"] == 6

@@ -52,12 +52,15 @@ class PairSampler:
         self.hard_ratio = hard_ratio if self.hard_partners else 0.0
         has_partner = np.array([spk in self.hard_partners for spk in self.utterance_speakers])
         self.anchor_utterances = np.flatnonzero(has_partner)
-        self.hard_set = {(int(anchor), int(partner)) for anchor, partners in self.hard_partners.items()
-                         for partner in partners}
+
+    def _is_partner(self, anchor, partner):
+        partners = self.hard_partners.get(int(anchor))
+        return partners is not None and bool((partners == partner).any())
 
     def is_hard_pair(self, first, second):
-        """True when either speaker is among the other's hard partners (the ``is_hard`` summary)."""
-        return (int(first), int(second)) in self.hard_set or (int(second), int(first)) in self.hard_set
+        """True when either speaker is among the other's hard partners (the ``is_hard`` summary).
+        A scan of two partner lists per call: no per-pair table is built at start-up."""
+        return self._is_partner(first, second) or self._is_partner(second, first)
 
     def draw(self, rng):
         """(speaker 1, speaker 2, is_hard_draw) from a numpy Generator."""

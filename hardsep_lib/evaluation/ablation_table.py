@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hardsep_lib.errors import HardsepError
+from hardsep_lib.evaluation.metrics import mined_hard_ids
 from hardsep_lib.io_utils import atomic_path, write_csv
 
 logger = logging.getLogger(__name__)
@@ -84,14 +85,12 @@ def seed_statistics(table, thresholds, hard_ids=None):
     return stats
 
 
-def mined_hard_ids(features_csv):
+def read_mined_hard_ids(features_csv):
     """Ids of the test mixtures labelled hard (``mine_hard.py mixtures --pairs``), or None."""
     if not features_csv or not os.path.isfile(features_csv):
         return None
     features = pd.read_csv(features_csv, dtype={"ID": str})
-    if "is_hard" not in features:
-        return None
-    return set(features.loc[features["is_hard"].fillna(False).astype(bool), "ID"])
+    return mined_hard_ids(features) if "is_hard" in features else None
 
 
 def _paired_arrays(row_runs, reference_runs):
@@ -247,7 +246,7 @@ def write_table(folder, rows, reference="dm", thresholds=(5.0, 10.0)):
     runs = read_runs(folder, rows)
     if not runs:
         raise AblationError(f"no finished run under {folder} (expected <row>/seed<k>/test_results.csv)")
-    hard_ids = mined_hard_ids(os.path.join(folder, "prep", "test_features.csv"))
+    hard_ids = read_mined_hard_ids(os.path.join(folder, "prep", "test_features.csv"))
     table = ablation_table(runs, reference, thresholds, rows, hard_ids)
     write_csv(table, os.path.join(folder, "ablation.csv"))
     with atomic_path(os.path.join(folder, "ablation.md")) as tmp_path:

@@ -52,17 +52,22 @@ def worst_ids(reference_results, fraction=WORST_FRACTION):
     return set(table.nsmallest(count, "si-snr_i")["snt_id"].astype(str))
 
 
+def mined_hard_ids(features):
+    """Ids (str) of the mixtures of a ``mine_hard.py mixtures`` table labelled ``is_hard``; a
+    missing (NaN) label counts as not hard, with a warning."""
+    labelled = features["is_hard"].notna()
+    if not labelled.all():
+        logger.warning("%d of %d test mixtures have no is_hard label (features computed without --pairs?): "
+                       "counted as not hard", int((~labelled).sum()), len(features))
+    return set(features.loc[features["is_hard"].fillna(False).astype(bool), "ID"].astype(str))
+
+
 def summarize(results, features=None, reference=None):
     """Mean SI-SNRi/SDRi and HSR5/HSR10 for all mixtures, the mined-hard ones (``is_hard`` of
     a ``mine_hard.py mixtures`` table) and the worst 10% of a reference results table."""
     subsets = {"all": results}
     if features is not None:
-        labelled = features["is_hard"].notna() if "is_hard" in features else pd.Series(False, index=features.index)
-        if not labelled.all():
-            logger.warning("%d of %d test mixtures have no is_hard label (features computed without --pairs?): "
-                           "counted as not hard", int((~labelled).sum()), len(features))
-        hard = labelled & features.get("is_hard", pd.Series(False, index=features.index)).fillna(False).astype(bool)
-        hard_ids = set(features.loc[hard, "ID"].astype(str))
+        hard_ids = mined_hard_ids(features)
         subsets["mined-hard"] = results[results["snt_id"].astype(str).isin(hard_ids)]
     if reference is not None:
         subsets[f"reference worst {int(100 * WORST_FRACTION)}%"] = results[

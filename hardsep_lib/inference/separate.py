@@ -22,7 +22,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
-from hardsep_lib.data.audio import SkipReport
+from hardsep_lib.data.audio import SILENCE_PEAK, SkipReport
 from hardsep_lib.errors import OptionError
 from hardsep_lib.io_utils import atomic_path
 
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 RESAMPLING_MARGIN_SECONDS = 0.05
-SILENCE_PEAK = 10 ** (-80 / 20)  # -80 dBFS, the preparation's silence rule
 PROGRESS_MIN_CHUNKS = 4
 
 

@@ -23,6 +23,11 @@ def sidecar_path(pairs_csv):
     return os.path.splitext(pairs_csv)[0] + ".json"
 
 
+def read_pairs(path):
+    """A mined pair CSV as a DataFrame (speaker ids as strings)."""
+    return pd.read_csv(path, dtype={"spk1": str, "spk2": str})
+
+
 def read_table(path, required, what):
     """A CSV with the ``required`` columns; raises MiningError when missing, empty or malformed."""
     if not os.path.isfile(path):
@@ -53,7 +58,8 @@ def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, work
                rule=pair_rules.HardPairRule(), max_utts_per_speaker=None, seed=0, num_shards=1, shard_index=0,
                pairs_output="auto"):
     """Mines the speaker-pair CSV, its JSON sidecar and reference distributions (and the
-    speakers CSV when asked); returns the written pair table (read back).
+    speakers CSV when asked); returns the sidecar (a dict). The CSV is not read back: at
+    20,000 speakers it holds gigabytes.
 
     The table is computed and written in blocks of anchors (pair_stream.PairStream);
     ``pairs_output`` is ``all`` (every pair), ``hard`` (the rows hard for either side) or
@@ -92,7 +98,7 @@ def mine_pairs(sources_csv, output, settings, cache_dir, speakers_out=None, work
     write_json(sidecar, sidecar_path(output))
     logger.info("Wrote %s: %d rows (%s) of %d pairs of %d speakers, %d hard", output, n_rows, pairs_output,
                 stream.n_pairs, len(speakers), stream.n_hard)
-    return pd.read_csv(output, dtype={"spk1": str, "spk2": str})
+    return sidecar
 
 
 def _utterance_median(features):

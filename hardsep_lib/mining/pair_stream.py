@@ -79,13 +79,17 @@ class PairStream:
         cos = 1.0 - self.embeddings[start:stop] @ self.embeddings.T
         return pitch, cos
 
+    def _upper(self, start, stop):
+        """(row in block, partner) index arrays of the pairs (a, b), a < b, of anchors [start, stop)."""
+        return np.nonzero(np.arange(start, stop)[:, None] < np.arange(self.n)[None, :])
+
     def _references(self, rng):
         """Sorted pitch, cosine and criterion distances of every pair (exact) or of a sample."""
         if self.exact:
             parts = [[], []]
             for start, stop in self._blocks():
                 pitch, cos = self._rows(start, stop)
-                upper = np.arange(start, stop)[:, None] < np.arange(self.n)[None, :]
+                upper = self._upper(start, stop)
                 parts[0].append(pitch[upper])
                 parts[1].append(cos[upper])
             pitch, cos = (np.concatenate(part) for part in parts)
@@ -93,7 +97,7 @@ class PairStream:
             first = rng.integers(self.n, size=SAMPLE_PAIRS)
             second = (first + 1 + rng.integers(self.n - 1, size=SAMPLE_PAIRS)) % self.n  # a distinct partner
             pitch = semitones(self.f0[first], self.f0[second])
-            cos = np.concatenate([  # in chunks: 5 M pairs x 256 dims at once would take 10 GB
+            cos = np.concatenate([  # in chunks: 1 M pairs x 256 dims at once would take 2 GB
                 1.0 - np.einsum("ij,ij->i", self.embeddings[first[i:i + 100_000]], self.embeddings[second[i:i + 100_000]])
                 for i in range(0, SAMPLE_PAIRS, 100_000)])
         self.pitch_reference, self.cos_reference = np.sort(pitch), np.sort(cos)
@@ -131,7 +135,7 @@ class PairStream:
         hold speaker indices. With ``only_hard``, only the rows hard for either side (filtered
         before the costlier columns are computed)."""
         pitch, cos = self._rows(start, stop)
-        anchors, partners = np.nonzero(np.arange(start, stop)[:, None] < np.arange(self.n)[None, :])
+        anchors, partners = self._upper(start, stop)
         pitch, cos = pitch[anchors, partners], cos[anchors, partners]
         anchors += start
         if self.member is not None:

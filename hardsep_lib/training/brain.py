@@ -30,7 +30,12 @@ from speechbrain.nnet.schedulers import ReduceLROnPlateau, update_learning_rate
 from hardsep_lib.evaluation.metrics import RESULT_COLUMNS, mixture_metrics, summarize
 from hardsep_lib.io_utils import write_csv, write_json
 from hardsep_lib.training.checkpoints import set_aside_corrupt_checkpoints
-from hardsep_lib.training.ddp import gather_floats, gather_objects, sum_over_ranks
+from hardsep_lib.training.ddp import (
+    gather_floats,
+    gather_objects,
+    rank_and_world,
+    sum_over_ranks,
+)
 from hardsep_lib.training.weighting import ValidationScores, apply_weights
 
 logger = logging.getLogger(__name__)
@@ -128,28 +133,25 @@ class Separation(sb.Brain):
             self.epoch_counts["nonfinite_mixtures"] += n_nonfinite
             return apply_weights(losses, weights)
         weights = self._step_weights(batch, losses.detach())
-        scale = self.grad_accumulation_factor * torch.distributed.get_world_size() if self.distributed_launch \
-            else self.grad_accumulation_factor
-        return apply_weights(losses, weights.to(losses.dtype)) * scale
+        return apply_weights(losses, weights.to(losses.dtype)) * self.grad_accumulation_factor * rank_and_world()[1]
 
     def _step_weights(self, batch, losses):
         """This micro-batch's slice of the rank weights over its whole optimiser step.
 
-        Without accumulation the step is this micro-batch (on every process): its own losses
-        rank it. With accumulation, the first micro-batch of a step triggers one no-grad
-        forward pass over the whole window (the same signals, so the same losses when the
-        model has no dropout; with dropout the ranking comes from that pass). Under DDP the
-        detached losses (a few floats) are all-gathered so that every process ranks the same
-        step-wide set.
+        A step of one micro-batch (on every process) is ranked by its own losses. A step of
+        several triggers, at its first micro-batch, one no-grad forward pass over the whole
+        window (the same signals, so the same losses when the model has no dropout; with
+        dropout the ranking comes from that pass). Under DDP the detached losses (a few
+        floats) are all-gathered so that every process ranks the same step-wide set.
         """
         window = self.step_windows.window
-        if len(window) == 1 and self.grad_accumulation_factor == 1:
-            window_losses = [losses]
-        elif getattr(self, "_ranked_window", None) is not window:
-            with torch.no_grad(), self.training_ctx:
-                window_losses = [self.mixture_losses(self.compute_forward(micro, sb.Stage.TRAIN)).detach()
-                                 for micro in window]
         if getattr(self, "_ranked_window", None) is not window:
+            if len(window) == 1:
+                window_losses = [losses]
+            else:
+                with torch.no_grad(), self.training_ctx:
+                    window_losses = [self.mixture_losses(self.compute_forward(micro, sb.Stage.TRAIN)).detach()
+                                     for micro in window]
             self._ranked_window = window
             self._window_weights = self._rank_over_processes(window_losses)
         position = next(index for index, micro in enumerate(window) if micro is batch)
@@ -161,7 +163,7 @@ class Separation(sb.Brain):
         # every rank sends at most one step's worth: micro-batch size x accumulation factor
         capacity = max(len(local), self.hparams.batch_size * self.grad_accumulation_factor)
         parts = gather_floats(local.tolist(), capacity)
-        rank = torch.distributed.get_rank() if self.distributed_launch else 0
+        rank = rank_and_world()[0]
         values = torch.tensor([value for part in parts for value in part], dtype=torch.float64)
         weights, n_nonfinite = self.hparams.train_loss_reduction.weights(values)
         if rank == 0:  # the same on every process: counted once (the epoch stats sum over processes)

@@ -9,6 +9,13 @@ def is_distributed():
     return dist.is_available() and dist.is_initialized()
 
 
+def rank_and_world():
+    """(this process's rank, number of processes); (0, 1) without DDP."""
+    if is_distributed():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def gather_objects(obj):
     """[obj of rank 0, obj of rank 1, ...] on every rank; [obj] without DDP."""
     if not is_distributed():
@@ -53,15 +60,10 @@ class ShardSampler(torch.utils.data.Sampler):
     def __init__(self, size):
         self.size = size
 
-    def _rank_and_world(self):
-        if is_distributed():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-
     def __iter__(self):
-        rank, world = self._rank_and_world()
+        rank, world = rank_and_world()
         return iter(range(rank, self.size, world))
 
     def __len__(self):
-        rank, world = self._rank_and_world()
+        rank, world = rank_and_world()
         return len(range(rank, self.size, world))
